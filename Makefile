@@ -1,0 +1,49 @@
+# The two commands of the README: `make run` and `make test`. Each does its own set-up.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+REFERENCE ?= references/otc-analgesics.md
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: run test system-deps model screenshots bench dist clean
+
+run: $(VENV)/.installed system-deps model
+	$(BIN)/lantern-studio --reference $(REFERENCE)
+
+test: $(VENV)/.installed-test system-deps model
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest
+	$(BIN)/lint-imports
+
+# Qt needs a few shared libraries that a minimal Debian lacks; install only what is missing.
+system-deps:
+	@bash packaging/ensure-system-deps.sh
+
+model: $(VENV)/.installed
+	$(BIN)/lantern models pull smollm2
+
+$(VENV)/.venv-created:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip wheel setuptools
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.venv-created pyproject.toml
+	@echo "Installing Lantern Studio (llama-cpp-python compiles from source the first time: ~5 min on 2 cores)."
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+screenshots: $(VENV)/.installed system-deps model
+	QT_QPA_PLATFORM=offscreen $(BIN)/python scripts/make_screenshots.py
+
+bench: $(VENV)/.installed model
+	$(BIN)/lantern bench
+
+dist: $(VENV)/.installed system-deps model
+	$(BIN)/pip install --quiet -e '.[dist]'
+	bash packaging/build-dist.sh
+
+clean:
+	rm -rf build dist *.egg-info

@@ -1,0 +1,3 @@
+"""Lantern Studio: reference documents that steer a live local language model."""
+
+__version__ = "0.1.0"

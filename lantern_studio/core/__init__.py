@@ -1,0 +1,1 @@
+"""The pure core: engine, control loop, formats. Never imports Qt."""

@@ -1,0 +1,156 @@
+"""Small validated settings dataclasses: sampling, engine and the control loop."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from .errors import SettingsError
+
+MODES = ("none", "prompt", "observe", "blip", "guide")
+REWIND_RE = re.compile(r"^(none|sentence|tokens:(\d+))$")
+BLIP_STYLES = ("system-turn", "inline-note")
+BLIP_CHOICES = ("overlap", "scored")
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingSettings:
+    """How the plant picks tokens. ``temperature == 0`` means greedy."""
+
+    temperature: float = 0.0
+    top_k: int = 40
+    top_p: float = 0.95
+    seed: int = 0
+    max_tokens: int = 200
+
+    def __post_init__(self) -> None:
+        _check_range("temperature", self.temperature, 0.0, 5.0)
+        _check_int_range("top_k", self.top_k, 0, 100_000)
+        _check_range("top_p", self.top_p, 0.0, 1.0)
+        _check_int_range("seed", self.seed, 0, 2**32 - 1)
+        _check_int_range("max_tokens", self.max_tokens, 1, 100_000)
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class LoopSettings:
+    """Everything the control loop needs; defaults chosen on the shipped probe suite."""
+
+    mode: str = "blip"
+    threshold: float = 1.5
+    kp: float = 1.0
+    ki: float = 0.3
+    kd: float = 0.0
+    window: int = 8
+    cooldown: int = 24
+    max_blips: int = 4
+    rewind: str = "sentence"
+    blip_style: str = "system-turn"
+    blip_choice: str = "overlap"
+    gamma: float = 1.5
+    gamma_min: float = 0.0
+    gamma_max: float = 0.0
+    chunk: int = 8
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise SettingsError(f"Loop setting 'mode' must be one of {', '.join(MODES)}, not {self.mode!r}.")
+        for name in ("threshold", "kp", "ki", "kd", "gamma", "gamma_min", "gamma_max"):
+            _check_range(name, getattr(self, name), -100.0, 100.0)
+        _check_int_range("window", self.window, 1, 4096)
+        _check_int_range("cooldown", self.cooldown, 0, 100_000)
+        _check_int_range("max_blips", self.max_blips, 0, 1000)
+        _check_int_range("chunk", self.chunk, 1, 512)
+        if not isinstance(self.rewind, str) or not REWIND_RE.match(self.rewind):
+            raise SettingsError(f"Loop setting 'rewind' must be none, sentence or tokens:N, not {self.rewind!r}.")
+        if self.blip_style not in BLIP_STYLES:
+            raise SettingsError(f"Loop setting 'blip_style' must be one of {', '.join(BLIP_STYLES)}, not {self.blip_style!r}.")
+        if self.blip_choice not in BLIP_CHOICES:
+            raise SettingsError(f"Loop setting 'blip_choice' must be one of {', '.join(BLIP_CHOICES)}, not {self.blip_choice!r}.")
+
+    @property
+    def rewind_tokens(self) -> int | None:
+        """N for ``tokens:N``, 0 for ``none``, None for ``sentence``."""
+        m = REWIND_RE.match(self.rewind)
+        assert m is not None
+        if m.group(1) == "none":
+            return 0
+        return int(m.group(2)) if m.group(2) else None
+
+    @property
+    def adaptive_guide(self) -> bool:
+        return self.gamma_max > self.gamma_min
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def updated(self, **changes: Any) -> "LoopSettings":
+        """A copy with ``changes`` applied (validated); unknown names are errors."""
+        return replace(self, **loop_overrides(changes))
+
+    @classmethod
+    def from_mapping(cls, data: Any, base: "LoopSettings | None" = None) -> "LoopSettings":
+        """Settings from a front-matter ``loop`` mapping; unknown keys and wrong types are errors."""
+        if data is None:
+            return base or cls()
+        if not isinstance(data, dict):
+            raise SettingsError("The 'loop' settings must be a mapping of names to values.")
+        return replace(base or cls(), **loop_overrides(data))
+
+
+_LOOP_TYPES: dict[str, type] = {f.name: f.type for f in fields(LoopSettings)}  # type: ignore[misc]
+
+
+def loop_overrides(data: dict[str, Any]) -> dict[str, Any]:
+    """Check names and types of loop settings; ints are accepted where floats are expected."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in _LOOP_TYPES:
+            known = ", ".join(sorted(_LOOP_TYPES))
+            raise SettingsError(f"Unknown loop setting {key!r} (known: {known}).")
+        expected = _LOOP_TYPES[key]
+        if expected in ("float", float):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise SettingsError(f"Loop setting {key!r} must be a number, not {value!r}.")
+            value = float(value)
+        elif expected in ("int", int):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise SettingsError(f"Loop setting {key!r} must be a whole number, not {value!r}.")
+        elif expected in ("str", str):
+            if not isinstance(value, str):
+                raise SettingsError(f"Loop setting {key!r} must be text, not {value!r}.")
+        out[key] = value
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    """How the llama.cpp context is made."""
+
+    n_ctx: int = 4096
+    n_threads: int = 0  # 0: one per core
+    n_batch: int = 512
+    extra_sequences: int = 6  # for attribution batches
+
+    def __post_init__(self) -> None:
+        _check_int_range("n_ctx", self.n_ctx, 256, 1 << 20)
+        _check_int_range("n_threads", self.n_threads, 0, 1024)
+        _check_int_range("n_batch", self.n_batch, 16, 1 << 16)
+        _check_int_range("extra_sequences", self.extra_sequences, 0, 62)
+
+
+def _check_range(name: str, value: Any, lo: float, hi: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+        raise SettingsError(f"Setting {name!r} must be a number between {lo:g} and {hi:g}, not {value!r}.")
+
+
+def _check_int_range(name: str, value: Any, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise SettingsError(f"Setting {name!r} must be a whole number between {lo} and {hi}, not {value!r}.")
+
+
+__all__ = ["MODES", "SamplingSettings", "LoopSettings", "EngineSettings", "loop_overrides", "field"]
