@@ -22,7 +22,8 @@ class TokenEvent:
     likely, i.e. drift); ``divergence`` is ``KL(p_ref || p_plant)`` at that position.
     Scores are ``None`` in modes without a sidecar (``none``, ``prompt``).
     ``control`` is the controller signal ``u_t`` (blip mode) or the guidance scale (guide).
-    ``rewound`` is set when a later rewind removed the token from the answer.
+    Events are never changed once yielded: a later ``RewindEvent`` says which tokens left the
+    answer, and ``Transcript`` applies it, so a replayed trace equals the live stream.
     """
 
     index: int
@@ -35,7 +36,6 @@ class TokenEvent:
     top_plant: TopK = field(default_factory=list)
     top_ref: TopK = field(default_factory=list)
     control: float | None = None
-    rewound: bool = False
     kind: str = "token"
 
 
@@ -53,7 +53,8 @@ class BlipEvent:
 
 @dataclass(slots=True)
 class RewindEvent:
-    """``count`` answer tokens starting at ``from_index`` left the answer."""
+    """The last ``count`` tokens of the visible answer, the first of which is the token with
+    index ``from_index``, left the answer (they stay in the trace)."""
 
     from_index: int
     count: int
@@ -140,6 +141,65 @@ def _top_k(rows: Any) -> TopK:
     return [(str(t), float(lp)) for t, lp in rows]
 
 
+class Transcript:
+    """The state a stream of events describes: every token, which are still in the answer,
+    the blips and rule hits. The studio, the CLI and the tests all read runs through it."""
+
+    def __init__(self) -> None:
+        self.tokens: list[TokenEvent] = []
+        self.rewound: set[int] = set()
+        self.visible: list[int] = []  # indices of tokens in the answer, in order
+        self.blips: list[BlipEvent] = []
+        self.rewinds: list[RewindEvent] = []
+        self.rules: list[RuleHit] = []
+        self.done: Done | None = None
+        self.failed: Failed | None = None
+        self._by_index: dict[int, TokenEvent] = {}
+
+    def apply(self, event: Event) -> None:
+        if isinstance(event, TokenEvent):
+            self.tokens.append(event)
+            self._by_index[event.index] = event
+            self.visible.append(event.index)
+        elif isinstance(event, RewindEvent):
+            cut = len(self.visible) - event.count
+            self.rewound.update(self.visible[cut:])
+            del self.visible[cut:]
+            self.rewinds.append(event)
+        elif isinstance(event, BlipEvent):
+            self.blips.append(event)
+        elif isinstance(event, RuleHit):
+            self.rules.append(event)
+        elif isinstance(event, ScoreUpdate):
+            for k, i in enumerate(range(event.start, event.start + len(event.logp_ref))):
+                tok = self._by_index.get(i)
+                if tok is not None:
+                    tok.logp_ref = event.logp_ref[k]
+                    tok.error = event.error[k]
+                    tok.divergence = event.divergence[k]
+                    tok.top_ref = event.top_ref[k]
+        elif isinstance(event, Done):
+            self.done = event
+        elif isinstance(event, Failed):
+            self.failed = event
+
+    def extend(self, events) -> "Transcript":
+        for e in events:
+            self.apply(e)
+        return self
+
+    def token(self, index: int) -> TokenEvent | None:
+        return self._by_index.get(index)
+
+    @property
+    def answer(self) -> str:
+        return "".join(self._by_index[i].text for i in self.visible)
+
+    @property
+    def answer_tokens(self) -> list[TokenEvent]:
+        return [self._by_index[i] for i in self.visible]
+
+
 def answer_text(events: list[Event]) -> str:
-    """The visible answer: emitted tokens that were not rewound, in order."""
-    return "".join(e.text for e in events if isinstance(e, TokenEvent) and not e.rewound)
+    """The visible answer of a list of events."""
+    return Transcript().extend(events).answer

@@ -153,4 +153,4 @@ def _check_int_range(name: str, value: Any, lo: int, hi: int) -> None:
         raise SettingsError(f"Setting {name!r} must be a whole number between {lo} and {hi}, not {value!r}.")
 
 
-__all__ = ["MODES", "SamplingSettings", "LoopSettings", "EngineSettings", "loop_overrides", "field"]
+__all__ = ["MODES", "SamplingSettings", "LoopSettings", "EngineSettings", "loop_overrides"]

@@ -1,0 +1,232 @@
+"""The backend protocol the engine talks to, and its llama.cpp implementation.
+
+A backend holds numbered token sequences (0 = plant, 1 = sidecar, more for attribution),
+appends tokens to them and returns logits rows. The engine never sees native handles, so a
+remote backend (an OpenAI-compatible server with logprobs) can stand in later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from ..paths import data_dir
+from .errors import ContextOverflow, ModelError
+from .llama_native import LlamaBatch, LlamaContext, LlamaModel
+from .models import BUILTINS, check_gguf, sha256_file
+from .settings import EngineSettings
+
+PLANT = 0
+SIDECAR = 1
+FIRST_SCRATCH = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Feed:
+    """Tokens to append to a sequence; logits wanted for tokens[logits_from:] (None: none)."""
+
+    seq: int
+    tokens: Sequence[int]
+    logits_from: int | None = None
+
+
+class Backend(Protocol):
+    """What the engine needs of a model runtime."""
+
+    model_name: str
+    n_ctx: int
+    n_vocab: int
+    n_seq: int
+
+    def model_sha256(self) -> str: ...
+    def tokenize(self, text: str, special: bool = False) -> list[int]: ...
+    def pieces(self) -> list[bytes]: ...
+    def is_end(self, token: int) -> bool: ...
+    def chat_template(self) -> str | None: ...
+    def render_chat(self, messages: Sequence[tuple[str, str]], add_assistant: bool) -> str: ...
+    def bos_tokens(self) -> list[int]: ...
+    def tokens(self, seq: int) -> list[int]: ...
+    def truncate(self, seq: int, n: int) -> None: ...
+    def share_prefix(self, src: int, dst: int, n: int) -> None: ...
+    def forward(self, feeds: Sequence[Feed]) -> list[np.ndarray]: ...
+    def abort(self) -> None: ...
+    def clear_abort(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class LlamaCppBackend:
+    """llama.cpp in-process: one context, several sequences in one unified KV cache."""
+
+    def __init__(self, model_path: Path, settings: EngineSettings = EngineSettings(),
+                 progress: Callable[[float], bool] | None = None) -> None:
+        check_gguf(model_path)
+        self.settings = settings
+        self.model_path = Path(model_path)
+        self._model = LlamaModel(self.model_path, progress)
+        try:
+            threads = settings.n_threads or max(1, os.cpu_count() or 1)
+            self.n_seq = 2 + settings.extra_sequences
+            n_ctx = min(settings.n_ctx, max(self._model.n_ctx_train, 512))
+            self._ctx = LlamaContext(self._model, n_ctx, settings.n_batch, self.n_seq, threads)
+        except BaseException:
+            self._model.close()
+            raise
+        self.n_ctx = self._ctx.n_ctx
+        self.n_vocab = self._model.n_vocab
+        self.model_name = self._model.meta("general.name") or self.model_path.stem
+        self._seqs: list[list[int]] = [[] for _ in range(self.n_seq)]
+        self._batch = LlamaBatch(settings.n_batch, 1)
+        self._sha256: str | None = None
+
+    # -- model facts -------------------------------------------------------------------
+    def model_sha256(self) -> str:
+        if self._sha256 is None:
+            self._sha256 = _cached_sha256(self.model_path)
+        return self._sha256
+
+    def tokenize(self, text: str, special: bool = False) -> list[int]:
+        return self._model.tokenize(text, add_special=False, parse_special=special)
+
+    def pieces(self) -> list[bytes]:
+        return self._model.pieces()
+
+    def is_end(self, token: int) -> bool:
+        return self._model.is_eog(token)
+
+    def chat_template(self) -> str | None:
+        return self._model.chat_template()
+
+    def render_chat(self, messages: Sequence[tuple[str, str]], add_assistant: bool) -> str:
+        template = self.chat_template()
+        if template is None:
+            raise ModelError("The model has no chat template.")
+        return self._model.apply_chat_template(template, messages, add_assistant)
+
+    def bos_tokens(self) -> list[int]:
+        return [self._model.bos()] if self._model.add_bos() else []
+
+    def description(self) -> str:
+        return self._model.description()
+
+    # -- sequences ---------------------------------------------------------------------
+    def tokens(self, seq: int) -> list[int]:
+        return list(self._seqs[seq])
+
+    def length(self, seq: int) -> int:
+        return len(self._seqs[seq])
+
+    def used_cells(self) -> int:
+        return sum(len(s) for s in self._seqs)
+
+    def truncate(self, seq: int, n: int) -> None:
+        """Keep the first ``n`` tokens of ``seq``."""
+        if n < len(self._seqs[seq]):
+            self._ctx.seq_rm(seq, n, -1)
+            del self._seqs[seq][n:]
+
+    def share_prefix(self, src: int, dst: int, n: int) -> None:
+        """Make ``dst`` hold the first ``n`` tokens of ``src`` (cells are shared, not copied)."""
+        self._ctx.seq_rm(dst, 0, -1)
+        if n:
+            self._ctx.seq_cp(src, dst, 0, n)
+        self._seqs[dst] = self._seqs[src][:n]
+
+    def forward(self, feeds: Sequence[Feed]) -> list[np.ndarray]:
+        """Append each feed's tokens to its sequence (one or more decodes) and return, per feed,
+        a (k, n_vocab) float32 copy of the logits rows asked for."""
+        total = sum(len(f.tokens) for f in feeds)
+        if self.used_cells() + total > self.n_ctx:
+            raise ContextOverflow(
+                f"The run needs {self.used_cells() + total} tokens of context but the model's context holds {self.n_ctx}.")
+        wanted = [0 if f.logits_from is None else max(0, len(f.tokens) - f.logits_from) for f in feeds]
+        out = [np.empty((w, self.n_vocab), dtype=np.float32) for w in wanted]
+        filled = [0] * len(feeds)
+        batch = self._batch
+        batch.clear()
+        pending: list[tuple[int, int]] = []  # (feed index, batch index) of rows to collect
+        for fi, feed in enumerate(feeds):
+            seq_tokens = self._seqs[feed.seq]
+            for ti, tok in enumerate(feed.tokens):
+                want = feed.logits_from is not None and ti >= feed.logits_from
+                bi = batch.add(int(tok), len(seq_tokens), feed.seq, want)
+                seq_tokens.append(int(tok))
+                if want:
+                    pending.append((fi, bi))
+                if batch.n_tokens == batch.capacity:
+                    self._decode_collect(pending, out, filled)
+                    pending = []
+        if batch.n_tokens:
+            self._decode_collect(pending, out, filled)
+        return out
+
+    def _decode_collect(self, pending, out, filled) -> None:
+        try:
+            self._ctx.decode(self._batch)
+        except BaseException:
+            # Keep our bookkeeping true to the KV cache after a failed decode.
+            self._resync()
+            self._batch.clear()
+            raise
+        for fi, bi in pending:
+            out[fi][filled[fi]] = self._ctx.logits(bi)
+            filled[fi] += 1
+        self._batch.clear()
+
+    def _resync(self) -> None:
+        for seq, toks in enumerate(self._seqs):
+            end = self._ctx.seq_pos_max(seq) + 1
+            if end < len(toks):
+                del toks[end:]
+            self._ctx.seq_rm(seq, len(toks), -1)
+
+    def reset(self) -> None:
+        self._ctx.clear()
+        self._seqs = [[] for _ in range(self.n_seq)]
+
+    def abort(self) -> None:
+        self._ctx.request_abort()
+
+    def clear_abort(self) -> None:
+        self._ctx.clear_abort()
+
+    def close(self) -> None:
+        for res in ("_batch", "_ctx", "_model"):
+            obj = getattr(self, res, None)
+            if obj is not None:
+                obj.close()
+
+
+def _cached_sha256(path: Path) -> str:
+    """sha256 of a model file, remembered by (path, size, mtime) so it is computed once."""
+    st = path.stat()
+    for model in BUILTINS.values():
+        if path.name == model.filename and st.st_size == model.size:
+            return model.sha256  # pulls verify this hash before the file is put in place
+    cache = data_dir() / "model-hashes.json"
+    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    try:
+        known = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if key in known:
+        return known[key]
+    digest = sha256_file(path)
+    known[key] = digest
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp")
+        tmp.write_text(json.dumps(known))
+        os.replace(tmp, cache)
+    except OSError:
+        pass  # the hash is only a cache; failing to store it costs time, not correctness
+    return digest
+
+
+__all__ = ["Backend", "Feed", "LlamaCppBackend", "PLANT", "SIDECAR", "FIRST_SCRATCH"]
