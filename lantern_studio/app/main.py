@@ -27,17 +27,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def configure_settings() -> None:
+    """QSettings live as an ini file in ``config_dir()`` (so LANTERN_CONFIG_DIR moves them too)."""
+    from PySide6.QtCore import QCoreApplication, QSettings
+
+    from lantern_studio.paths import config_dir
+
+    QCoreApplication.setOrganizationName(ORGANIZATION)
+    QCoreApplication.setApplicationName(APPLICATION)
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(config_dir()))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.screenshot and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY") \
             and sys.platform.startswith("linux"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-    from PySide6.QtCore import QCoreApplication, QTimer
+    from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
-    QCoreApplication.setOrganizationName(ORGANIZATION)
-    QCoreApplication.setApplicationName(APPLICATION)
+    configure_settings()
     app = QApplication.instance() or QApplication(sys.argv[:1])
     from .main_window import MainWindow
     from .theme import apply_theme

@@ -51,6 +51,7 @@ class EngineSession(QObject):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.engine: Engine | None = None
+        self._owns_engine = True
         self.job: Job | None = None
         self._queue: collections.deque = collections.deque()
         self._worker: FunctionWorker | None = None
@@ -100,8 +101,9 @@ class EngineSession(QObject):
             engine.close()
             return
         old, self.engine = self.engine, engine
-        if old is not None:
+        if old is not None and self._owns_engine:
             old.close()
+        self._owns_engine = True
         self.modelLoaded.emit(engine.model_name)
 
     def _on_load_error(self, exc: BaseException) -> None:
@@ -111,6 +113,12 @@ class EngineSession(QObject):
         else:
             message = f"The model could not be loaded ({exc})."
         self.modelFailed.emit(message)
+
+    def use_engine(self, engine: Engine, owned: bool = False) -> None:
+        """Adopt an already loaded engine (tests, embedding); closed on shutdown only if owned."""
+        self.engine = engine
+        self._owns_engine = owned
+        self.modelLoaded.emit(engine.model_name)
 
     # -- jobs -----------------------------------------------------------------------------
     def start(self, job: Job) -> bool:
@@ -181,6 +189,6 @@ class EngineSession(QObject):
         self._timer.stop()
         self._queue.clear()
         self.job = None
-        if self.engine is not None:
+        if self.engine is not None and self._owns_engine:
             self.engine.close()
-            self.engine = None
+        self.engine = None
