@@ -107,6 +107,11 @@ class MainWindow(QMainWindow):
         self.timeline_dock = self._dock("Error timeline", self.timeline, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.outline_dock = self._dock("Outline", self.outline, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.history_dock = self._dock("History", self.history_list, Qt.DockWidgetArea.LeftDockWidgetArea)
+        from .probes_panel import ProbesPanel
+        self.probes_panel = ProbesPanel()
+        self.probes_dock = self._dock("Probes", self.probes_panel, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.tabifyDockWidget(self.timeline_dock, self.probes_dock)
+        self.timeline_dock.raise_()
         self.splitDockWidget(self.answer_dock, self.loop_dock, Qt.Orientation.Horizontal)
         self.tabifyDockWidget(self.outline_dock, self.history_dock)
         self.outline_dock.raise_()
@@ -202,7 +207,8 @@ class MainWindow(QMainWindow):
         self.view_menu = mb.addMenu("&View")
         self.view_menu.addAction(self.act_preview)
         self.view_menu.addSeparator()
-        for dock in (self.answer_dock, self.timeline_dock, self.loop_dock, self.outline_dock, self.history_dock):
+        for dock in (self.answer_dock, self.timeline_dock, self.probes_dock, self.loop_dock, self.outline_dock,
+                     self.history_dock):
             self.view_menu.addAction(dock.toggleViewAction())
         m = mb.addMenu("&Help")
         m.addAction(self.act_about)
@@ -241,6 +247,9 @@ class MainWindow(QMainWindow):
         self.token_view.blipSelected.connect(self._on_blip_selected)
         self.token_view.ruleSelected.connect(lambda hit: self.mark_source(hit.source_id))
         self.outline.lineActivated.connect(self._goto_line)
+        self.probes_panel.runAllRequested.connect(self.run_probes)
+        self.probes_panel.cancelRequested.connect(self.stop)
+        self.probes_panel.answerRequested.connect(self._show_probe_answer)
         self.history_list.itemActivated.connect(self._on_history_item)
         self.history_list.itemClicked.connect(self._on_history_item)
 
@@ -347,6 +356,10 @@ class MainWindow(QMainWindow):
     def _on_parsed(self, tab: ReferenceTab, ref: Reference) -> None:
         if tab is self.tab:
             self.outline.set_reference(ref)
+            prompts = [p.prompt for p in ref.probes]
+            if prompts != getattr(self, "_probe_prompts", None) and not self.session.busy:
+                self._probe_prompts = prompts
+                self.probes_panel.set_probes(prompts)
 
     def _on_parse_error(self, tab: ReferenceTab, message: str) -> None:
         if tab is self.tab:
@@ -617,6 +630,45 @@ class MainWindow(QMainWindow):
         mean = stats.get("mean_error")
         extra = f", mean error {mean:+.2f}" if isinstance(mean, (int, float)) else ""
         self.show_status(f"Done: {reason}{extra}.", 10000)
+
+    # -- probes -------------------------------------------------------------------------------
+    def run_probes(self, modes: list[str]) -> bool:
+        """Run every probe of the current reference in each mode (one job; Cancel stops it)."""
+        from lantern_studio.core.probes import run_probes
+        ref = self.current_reference()
+        if ref is None or not ref.probes:
+            self.show_status("The current reference has no probes (add a Probes section).")
+            return False
+        if self.session.engine is None or self.session.busy:
+            self.show_status("The model is busy or not loaded.")
+            return False
+        self._probe_prompts = [p.prompt for p in ref.probes]
+        self.probes_panel.set_probes(self._probe_prompts)
+        loop = self.loop_panel.settings
+
+        def on_events(batch: list) -> None:
+            for result in batch:
+                if hasattr(result, "probe"):
+                    self.probes_panel.add_result(result)
+
+        def on_finished(_job: Job) -> None:
+            self.probes_panel.set_running(False)
+
+        sampling = self.prompt_bar.sampling()
+        job = Job("probes", lambda eng: run_probes(eng, ref, modes, loop=loop, sampling=sampling),
+                  {"on_events": on_events, "on_finished": on_finished})
+        if not self.session.start(job):
+            return False
+        self.probes_panel.set_running(True)
+        self._set_running(True)
+        self.probes_dock.raise_()
+        self.show_status(f"Running {len(ref.probes)} probes × {len(modes)} modes…", 0)
+        return True
+
+    def _show_probe_answer(self, result) -> None:
+        self.token_view.clear(f"probe {result.probe} · {result.mode} · "
+                              f"{'pass' if result.passed else 'fail: ' + str(result.failed)}")
+        self.token_view.edit.setPlainText(result.answer)
 
     # -- selection -------------------------------------------------------------------------
     def _on_token_selected(self, index: int) -> None:

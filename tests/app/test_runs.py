@@ -184,3 +184,18 @@ def test_screenshot_with_missing_model_fails_in_one_sentence(tmp_path):
     assert proc.returncode != 0
     assert proc.stderr.strip() and not out.exists()
     assert "Traceback" not in proc.stderr
+
+
+def test_probes_table(make_window, engine, paris_file, qtbot):
+    paris_file.write_text(paris_file.read_text() + "\n# Probes\n```yaml\n- prompt: What is the capital of France?\n"
+                          "  forbid: [paris]\n```\n", encoding="utf-8")
+    window = make_window(engine)
+    window.open_reference(paris_file)
+    window.prompt_bar.max_tokens.setValue(20)
+    with qtbot.waitSignal(window.session.jobFinished, timeout=60000):
+        assert window.run_probes(["none", "blip"])
+    panel = window.probes_panel
+    none, blip = panel.results[(0, "none")], panel.results[(0, "blip")]
+    assert not none.passed and blip.passed
+    assert panel.table.item(0, panel.modes.index("blip")).text() == "pass"
+    assert panel.run_button.isEnabled()
