@@ -89,7 +89,7 @@ class ErrorTimeline(QWidget):
     def _add_marker(self, blip: BlipEvent) -> None:
         line = pg.InfiniteLine(pos=blip.index, angle=90, pen=BLIP_PEN, movable=False,
                                label=f"⚑ {blip.source_id}",
-                               labelOpts={"position": 0.92, "color": (170, 110, 0), "rotateAxis": (1, 0)})
+                               labelOpts={"position": 0.7, "color": (170, 110, 0), "rotateAxis": (1, 0)})
         line.setToolTip(f"Blip from {blip.source_id}: {blip.text}")
         self.plot.addItem(line)
         self._markers.append(line)

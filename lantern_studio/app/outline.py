@@ -18,6 +18,7 @@ class OutlineTree(QTreeWidget):
         super().__init__(parent)
         self.setHeaderLabels(["Section / item", "id"])
         self.setColumnWidth(0, 190)
+        self.setColumnHidden(1, True)  # ids show in tooltips; the dock stays narrow
         self.setUniformRowHeights(True)
         self.itemClicked.connect(self._on_clicked)
 
@@ -33,13 +34,13 @@ class OutlineTree(QTreeWidget):
             top = QTreeWidgetItem([section.title or "(preamble)", section.id])
             top.setData(0, LINE_ROLE, section.line)
             top.setData(0, ID_ROLE, section.id)
-            top.setToolTip(0, f"{section.kind} · line {section.line}")
+            top.setToolTip(0, f"{section.id} · {section.kind} · line {section.line}")
             for item in section.items:
                 text = item.text if len(item.text) < 70 else item.text[:67] + "…"
                 child = QTreeWidgetItem([text, item.id])
                 child.setData(0, LINE_ROLE, item.line)
                 child.setData(0, ID_ROLE, item.id)
-                child.setToolTip(0, item.text + (" (detector)" if item.detector is not None else ""))
+                child.setToolTip(0, f"{item.id}: {item.text}" + (" (detector)" if item.detector is not None else ""))
                 top.addChild(child)
             self.addTopLevelItem(top)
             top.setExpanded(top.text(0) not in expanded)
