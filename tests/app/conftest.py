@@ -47,7 +47,10 @@ def engine():
     if not models.is_installed("smollm2"):
         pytest.skip("the default model smollm2 is not installed (run `lantern models pull smollm2`)")
     from lantern_studio.core.engine import Engine
-    eng = Engine.load()
+    from lantern_studio.core.settings import EngineSettings
+    # One thread: on a shared, small CI box llama.cpp's spinning worker threads slow to a crawl
+    # when another process holds a core.
+    eng = Engine.load(settings=EngineSettings(n_threads=1))
     yield eng
     eng.close()
 

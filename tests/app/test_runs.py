@@ -17,7 +17,7 @@ pytestmark = pytest.mark.model
 PROMPT = "What is the capital of France?"
 
 
-def _run(window, qtbot, mode="observe", max_tokens=40, prompt=PROMPT, timeout=60000):
+def _run(window, qtbot, mode="observe", max_tokens=40, prompt=PROMPT, timeout=120000):
     window.prompt_bar.mode.setCurrentText(mode)
     window.prompt_bar.max_tokens.setValue(max_tokens)
     window.prompt_bar.prompt.setText(prompt)
@@ -82,7 +82,7 @@ def test_stop_ends_the_run_at_once(make_window, engine, paris_file, qtbot):
     window.prompt_bar.max_tokens.setValue(2000)
     window.prompt_bar.prompt.setText("Write a long story about a lighthouse keeper.")
     assert window.run_prompt()
-    qtbot.waitUntil(lambda: len(window.token_view.transcript.tokens) > 2, timeout=30000)
+    qtbot.waitUntil(lambda: len(window.token_view.transcript.tokens) > 2, timeout=90000)
     t0 = time.perf_counter()
     with qtbot.waitSignal(window.session.jobFinished, timeout=5000) as blocker:
         window.act_stop.trigger()
@@ -97,7 +97,7 @@ def test_closing_during_a_run_is_clean(make_window, engine, paris_file, qtbot):
     window.prompt_bar.max_tokens.setValue(2000)
     window.prompt_bar.prompt.setText("Write a long story about a lighthouse keeper.")
     assert window.run_prompt()
-    qtbot.waitUntil(lambda: len(window.token_view.transcript.tokens) > 1, timeout=30000)
+    qtbot.waitUntil(lambda: len(window.token_view.transcript.tokens) > 1, timeout=90000)
     t0 = time.perf_counter()
     window.close()
     assert time.perf_counter() - t0 < 5
