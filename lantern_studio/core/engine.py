@@ -336,13 +336,9 @@ class _Run:
         t0 = time.perf_counter()
         self.e.clear_scratch()
         self.e.check_fits(self.plant_prompt, self.sidecar_prompt)
-        feeds = [self.e.prefill(PLANT, self.plant_prompt)]
+        self.plant_row = log_softmax(self.b.forward([self.e.prefill(PLANT, self.plant_prompt)])[0][-1])
         if self.uses_sidecar:
-            feeds.append(self.e.prefill(SIDECAR, self.sidecar_prompt))
-        rows = self.b.forward(feeds)
-        self.plant_row = log_softmax(rows[0][-1])
-        if self.uses_sidecar:
-            self.ref_row = rows[1][-1].copy()
+            self.ref_row = self.b.forward([self.e.prefill(SIDECAR, self.sidecar_prompt)])[0][-1].copy()
         t_gen = time.perf_counter()
         stop = "max_tokens"
         max_emitted = self.sampling.max_tokens * 3  # rewinds may re-emit, but never forever
@@ -398,18 +394,17 @@ class _Run:
         self.answer_events.append(ev)
         self.answer_plant_pos.append(len(self.b.tokens(PLANT)))
         self.text += piece
-        feeds = [Feed(PLANT, [token], 0)]
         if self.uses_sidecar:
             self.pending.append((ev, self.plant_row))
-            if len(self.answer) - self.fed >= self.chunk:
-                feeds.append(Feed(SIDECAR, self.answer[self.fed:], 0))
         else:
             yield ev
-        rows = self.b.forward(feeds)
-        self.plant_row = log_softmax(rows[0][0])
+        # The plant is always decoded alone, one token per batch: llama.cpp's numerics depend on
+        # the batch's shape, and the plant must give the same tokens whatever the sidecar does.
+        self.plant_row = log_softmax(self.b.forward([Feed(PLANT, [token], 0)])[0][0])
         decision: Decision | None = None
-        if len(rows) > 1:
-            for scored in self._score(rows[1]):
+        if self.uses_sidecar and len(self.answer) - self.fed >= self.chunk:
+            rows = self.b.forward([Feed(SIDECAR, self.answer[self.fed:], 0)])[0]
+            for scored in self._score(rows):
                 yield scored
                 decision = self._control(scored) or decision
         hit = self._detect(piece)
@@ -536,13 +531,9 @@ class _Run:
         """Put tokens into the plant's context only (never into the answer or the sidecar)."""
         if not tokens:
             return
-        feeds = [Feed(PLANT, list(tokens), len(tokens) - 1)]
-        feeds.extend(self._sidecar_refresh_feed())
-        rows = self.b.forward(feeds)
-        self.plant_row = log_softmax(rows[0][-1])
-        if len(rows) > 1:
-            self.ref_row = rows[1][-1].copy()
+        self.plant_row = log_softmax(self.b.forward([Feed(PLANT, list(tokens), len(tokens) - 1)])[0][-1])
         self.blips_in_context = True
+        self._refresh_rows()
 
     def _sidecar_refresh_feed(self) -> list[Feed]:
         if not self.uses_sidecar or self.ref_row is not None:
@@ -557,15 +548,10 @@ class _Run:
     def _refresh_rows(self) -> None:
         """After a rewind without injection, recompute the next-token rows by re-feeding the
         last token of each sequence (its logits were overwritten since)."""
-        feeds = [self._refeed_last(PLANT)] if self.plant_row is None else []
-        feeds.extend(self._sidecar_refresh_feed())
-        if not feeds:
-            return
-        for feed, rows in zip(feeds, self.b.forward(feeds)):
-            if feed.seq == PLANT:
-                self.plant_row = log_softmax(rows[-1])
-            else:
-                self.ref_row = rows[-1].copy()
+        if self.plant_row is None:
+            self.plant_row = log_softmax(self.b.forward([self._refeed_last(PLANT)])[0][-1])
+        for feed in self._sidecar_refresh_feed():
+            self.ref_row = self.b.forward([feed])[0][-1].copy()
 
     def _rebuild_text(self) -> None:
         self.decoder = codecs.getincrementaldecoder("utf-8")("replace")

@@ -203,6 +203,10 @@ class LlamaContext:
         # One unified KV buffer: the sequences share cells, so the plant, the sidecar and
         # attribution copies all fit in n_ctx without reserving n_ctx per sequence.
         params.kv_unified = True
+        # Flash attention makes the logits independent of the batch shape (one token or a
+        # chunk: bit-identical here), which exact chunked scoring needs; the order of a
+        # sequence's cells must then stay canonical, which the backend's compact() ensures.
+        params.flash_attn_type = C.LLAMA_FLASH_ATTN_TYPE_ENABLED
         params.no_perf = True
         self._abort = threading.Event()
 
@@ -264,3 +268,17 @@ class LlamaContext:
 
     def clear(self) -> None:
         C.llama_memory_clear(self._mem, True)
+
+    def seq_state(self, seq: int) -> bytes:
+        """The KV cells of one sequence, serialised (a copy)."""
+        size = int(C.llama_state_seq_get_size(self._handle, seq))
+        buf = (ctypes.c_uint8 * size)()
+        n = C.llama_state_seq_get_data(self._handle, buf, size, seq)
+        if n != size:
+            raise LanternError(f"llama.cpp could not save the state of sequence {seq}.")
+        return bytes(buf)
+
+    def set_seq_state(self, seq: int, data: bytes) -> None:
+        buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+        if C.llama_state_seq_set_data(self._handle, buf, len(data), seq) == 0:
+            raise ContextOverflow("llama.cpp could not restore a sequence: the context is full.")

@@ -1,0 +1,86 @@
+"""Pieces shared by the CLI commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..core.engine import Engine
+
+from ..core.errors import LanternError
+from ..core.reference import Reference, load_reference
+from ..core.settings import MODES, EngineSettings, LoopSettings, SamplingSettings
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", metavar="F", help="a built-in model name or a local .gguf path (default: smollm2)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: one per core)")
+    p.add_argument("--ctx", type=int, default=EngineSettings().n_ctx, help="context size in tokens")
+
+
+def add_sampling_args(p: argparse.ArgumentParser, max_tokens: int = 200) -> None:
+    p.add_argument("--max-tokens", type=int, default=max_tokens, metavar="N")
+    p.add_argument("--seed", type=int, default=0, metavar="S")
+    p.add_argument("--temperature", type=float, default=0.0, metavar="T", help="0 = greedy (default)")
+
+
+def add_loop_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mode", choices=MODES, help="none, prompt, observe, blip or guide (default: the reference's, else observe)")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="override a loop setting, e.g. --set threshold=2 --set rewind=tokens:4")
+
+
+def load_engine(args: argparse.Namespace, quiet: bool = False) -> "Engine":
+    from ..core.engine import Engine  # imported here: `lantern keys` must not need llama.cpp
+
+    settings = EngineSettings(n_ctx=args.ctx, n_threads=args.threads)
+    if not quiet and sys.stderr.isatty():
+        print("Loading model…", file=sys.stderr, end="\r")
+    return Engine.load(args.model, settings)
+
+
+def load_reference_arg(path: str | None) -> Reference | None:
+    return load_reference(Path(path)) if path else None
+
+
+def loop_settings(args: argparse.Namespace, reference: Reference | None) -> LoopSettings:
+    base = reference.loop if reference is not None else LoopSettings(mode="observe")
+    changes: dict[str, Any] = {}
+    for item in args.set:
+        name, sep, raw = item.partition("=")
+        if not sep:
+            raise LanternError(f"The setting {item!r} must look like NAME=VALUE.")
+        changes[name.strip()] = _parse_value(raw.strip())
+    if args.mode:
+        changes["mode"] = args.mode
+    elif reference is None or "mode" not in reference.loop_given:
+        changes.setdefault("mode", "observe")
+    return base.updated(**changes)
+
+
+def sampling_settings(args: argparse.Namespace) -> SamplingSettings:
+    return SamplingSettings(temperature=args.temperature, seed=args.seed, max_tokens=args.max_tokens)
+
+
+def _parse_value(raw: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(raw)
+        except ValueError:
+            pass
+    return raw
+
+
+def print_json(obj: Any) -> None:
+    json.dump(obj, sys.stdout, ensure_ascii=False, indent=2)
+    sys.stdout.write("\n")
+
+
+def token_json(ev) -> dict[str, Any]:
+    return {"index": ev.index, "text": ev.text, "token_id": ev.token_id, "logp_plant": ev.logp_plant,
+            "logp_ref": ev.logp_ref, "error": ev.error, "divergence": ev.divergence,
+            "control": ev.control, "top_plant": ev.top_plant, "top_ref": ev.top_ref}

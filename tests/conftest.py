@@ -1,0 +1,51 @@
+"""Shared fixtures: the real default model, loaded once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCES = REPO / "references"
+
+
+def _default_model_path() -> Path:
+    from lantern_studio.core.models import installed_path, is_installed
+
+    if not is_installed("smollm2"):
+        pytest.skip("the default model is not installed; `make test` pulls it first")
+    return installed_path("smollm2")
+
+
+@pytest.fixture(scope="session")
+def model_path() -> Path:
+    return _default_model_path()
+
+
+@pytest.fixture(scope="session")
+def engine(model_path):
+    from lantern_studio.core.engine import Engine
+
+    eng = Engine.load(model_path)
+    yield eng
+    eng.close()
+
+
+@pytest.fixture
+def conflict_reference(tmp_path):
+    """A reference built to conflict with the model's habit of answering 'Paris'."""
+    from lantern_studio.core.reference import load_reference
+
+    path = tmp_path / "pirate.md"
+    path.write_text(
+        "---\ntitle: Pirate talk\nslug: pirate\n---\n"
+        "# Intent\nAnswer every question in the voice of a pirate. Always start with \"Arr, matey!\".\n\n"
+        "# Always\n- Start the answer with \"Arr, matey!\".\n- Call the user \"matey\".\n\n"
+        "# Never\n- Never mention Paris. `regex: paris`\n\n"
+        "# Style\nShort sentences about ships, rum and treasure.\n",
+        encoding="utf-8")
+    return load_reference(path)

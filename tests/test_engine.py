@@ -1,0 +1,140 @@
+"""The engine on the real default model: the invariants of DESIGN §3."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lantern_studio.core.backend import PLANT, SIDECAR, Feed
+from lantern_studio.core.errors import ContextOverflow
+from lantern_studio.core.events import Done, Failed, TokenEvent, Transcript
+from lantern_studio.core.reference import empty_reference
+from lantern_studio.core.scoring import log_softmax
+from lantern_studio.core.settings import LoopSettings, SamplingSettings
+
+PROMPT = "Give me three tips for sleeping better."
+GREEDY = SamplingSettings(max_tokens=40)
+
+
+def run(engine, reference, mode="observe", sampling=GREEDY, **loop):
+    return Transcript().extend(engine.run(PROMPT, reference, LoopSettings(mode=mode, **loop), sampling))
+
+
+def test_empty_reference_gives_zero_error(engine):
+    tr = run(engine, empty_reference())
+    assert tr.done is not None and len(tr.tokens) > 10
+    errors = np.array([t.error for t in tr.tokens])
+    assert np.abs(errors).max() <= 1e-4
+    assert max(t.divergence for t in tr.tokens) <= 1e-4
+
+
+def test_chunked_scoring_equals_per_token_scoring(engine, conflict_reference):
+    a = run(engine, conflict_reference, chunk=8)
+    b = run(engine, conflict_reference, chunk=1)
+    assert [t.token_id for t in a.tokens] == [t.token_id for t in b.tokens]
+    ref_a = np.array([t.logp_ref for t in a.tokens])
+    ref_b = np.array([t.logp_ref for t in b.tokens])
+    assert np.abs(ref_a - ref_b).max() <= 1e-3
+    assert np.abs(ref_a).max() > 0  # the scores are real, not a default
+
+
+def test_plant_logprobs_match_llama_cpp_high_level_api(engine, model_path):
+    from llama_cpp import Llama
+
+    tr = run(engine, None, mode="none")
+    prompt_tokens = engine.conversation("", PROMPT)
+    answer = [t.token_id for t in tr.tokens]
+    # Same attention kernel and batch path as the engine (flash attention, batches < 64).
+    llm = Llama(model_path=str(model_path), logits_all=True, n_ctx=512, n_batch=32, flash_attn=True, verbose=False)
+    try:
+        llm.eval(prompt_tokens + answer)
+        scores = np.asarray(llm.scores[: len(prompt_tokens) + len(answer)])
+    finally:
+        llm.close()
+    theirs = [float(log_softmax(scores[len(prompt_tokens) - 1 + i])[tok]) for i, tok in enumerate(answer)]
+    ours = [t.logp_plant for t in tr.tokens]
+    assert np.abs(np.array(ours) - np.array(theirs)).max() <= 1e-3
+
+
+def test_same_seed_same_tokens_and_other_seed_differs(engine):
+    sampling = SamplingSettings(temperature=0.9, seed=7, max_tokens=30)
+    a = [t.token_id for t in run(engine, None, "none", sampling).tokens]
+    b = [t.token_id for t in run(engine, None, "none", sampling).tokens]
+    c = [t.token_id for t in run(engine, None, "none", SamplingSettings(temperature=0.9, seed=8, max_tokens=30)).tokens]
+    assert a == b
+    assert a != c
+
+
+def test_rewind_and_redecode_reproduce_the_same_logits(engine):
+    b = engine.backend
+    tokens = engine.conversation("", PROMPT) + engine.tokenize_answer("Sleep at regular hours and avoid screens.")
+    engine.clear_scratch()
+    first = b.forward([engine.prefill(PLANT, tokens)])[0][-1].copy()
+    b.truncate(PLANT, len(tokens) - 5)
+    again = b.forward([Feed(PLANT, tokens[-5:], 4)])[0][-1]
+    assert b.tokens(PLANT) == tokens
+    assert np.abs(first - again).max() <= 1e-3
+
+
+def test_injection_reaches_the_plant_not_the_answer(engine, conflict_reference):
+    from lantern_studio.core import engine as engine_module
+
+    r = engine_module._Run(engine, PROMPT, conflict_reference, LoopSettings(mode="observe", chunk=1), GREEDY)
+    events = r.events()
+    first = [next(events) for _ in range(3)]  # the run has started and emitted tokens
+    assert all(isinstance(e, TokenEvent) for e in first)
+    blip = engine.blip_tokens("Remember to mention a pharmacist.", "system-turn")
+    before = len(engine.backend.tokens(PLANT))
+    r.inject(blip)
+    assert engine.backend.tokens(PLANT)[before:] == blip
+    assert engine.backend.tokens(SIDECAR) == r.sidecar_prompt + r.answer[: r.fed]
+    rest = list(events)
+    tr = Transcript().extend(first + rest)
+    assert isinstance(rest[-1], Done)
+    assert "Remember to mention" not in tr.answer
+    answer_ids = [t.token_id for t in tr.tokens]
+    assert all(answer_ids[k:k + len(blip)] != blip for k in range(len(answer_ids)))
+
+
+def test_observe_rescore_after_edit_equals_a_fresh_run(engine, conflict_reference, tmp_path):
+    from lantern_studio.core.reference import parse_reference
+
+    first = run(engine, conflict_reference)
+    edited = parse_reference(conflict_reference.text.replace("ships, rum and treasure", "the weather"))
+    updates = list(engine.rescore(edited))
+    assert isinstance(updates[-1], Done) and updates[-1].stats["stop_reason"] == "rescored"
+    first.extend(updates)
+    fresh = run(engine, edited)
+    assert [t.token_id for t in fresh.tokens] == [t.token_id for t in first.tokens]
+    new = np.array([t.logp_ref for t in first.tokens])
+    assert np.abs(new - np.array([t.logp_ref for t in fresh.tokens])).max() <= 1e-3
+
+
+def test_score_text_matches_the_live_scores(engine, conflict_reference):
+    live = run(engine, conflict_reference)
+    scored = Transcript().extend(engine.score_text(conflict_reference, PROMPT, live.answer))
+    assert [t.token_id for t in scored.tokens] == [t.token_id for t in live.tokens]
+    assert np.abs(np.array([t.error for t in scored.tokens]) - np.array([t.error for t in live.tokens])).max() <= 1e-3
+
+
+def test_cancel_ends_the_run_at_the_next_token(engine):
+    events = engine.run(PROMPT, None, LoopSettings(mode="none"), SamplingSettings(max_tokens=200))
+    got = [next(events) for _ in range(5)]
+    engine.cancel()
+    rest = list(events)
+    assert isinstance(rest[-1], Done) and rest[-1].stats["stop_reason"] == "cancelled"
+    assert len(got) + len(rest) < 12
+    # The engine is usable again afterwards.
+    assert run(engine, None, "none").done.stats["stop_reason"] in ("end_of_turn", "max_tokens")
+
+
+def test_prompt_longer_than_the_context_fails_with_one_sentence(engine):
+    events = list(engine.run("word " * 5000, None, LoopSettings(mode="observe"), GREEDY))
+    assert len(events) == 1 and isinstance(events[0], Failed)
+    message = events[0].message
+    assert "context" in message and message.endswith(".") and "\n" not in message
+
+
+def test_forward_beyond_the_context_raises_context_overflow(engine):
+    with pytest.raises(ContextOverflow):
+        engine.backend.forward([Feed(PLANT, [1] * (engine.n_ctx + 1), None)])
