@@ -85,7 +85,8 @@ class PackSummaryDialog(QDialog):
         m = pack.manifest
         self.setWindowTitle(f"Pack {m.get('name', '')}")
         color, text = BADGES.get(pack.verdict, ("#b00020", pack.verdict))
-        badge = QLabel(f"<span style='background:{color};color:white;padding:3px 8px;border-radius:4px'>"
+        self.verdict = pack.verdict
+        self.badge = badge = QLabel(f"<span style='background:{color};color:white;padding:3px 8px;border-radius:4px'>"
                        f"&nbsp;{text}&nbsp;</span>")
         form = QFormLayout(self)
         form.addRow("Trust", badge)

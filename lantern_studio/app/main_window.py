@@ -80,7 +80,10 @@ class MainWindow(QMainWindow):
         self._live_hash: str | None = None
         self._live_outdated = False
         self._closing = False
-        self.theme = str(self.qsettings.value("theme", "light"))
+        from .theme import resolve_theme
+        self.theme = resolve_theme(str(self.qsettings.value("theme", "light")))
+        self.explanation = None  # the last Explain result (explain.Explanation)
+        self.compare_dialog = None
 
         # central: reference tabs
         self.tabs = QTabWidget()
@@ -94,7 +97,8 @@ class MainWindow(QMainWindow):
         # docks
         self.token_view = TokenView()
         self.timeline = ErrorTimeline()
-        self.loop_panel = LoopPanel(LoopSettings())
+        from .preferences import preferred_chunk
+        self.loop_panel = LoopPanel(LoopSettings(chunk=preferred_chunk(self.qsettings)))
         self.outline = OutlineTree()
         self.history_list = QListWidget()
         self.prompt_bar = PromptBar()
@@ -177,6 +181,14 @@ class MainWindow(QMainWindow):
         self.act_stop = self._action("&Stop", self.stop, "Esc", "Stop the run")
         self.act_stop.setEnabled(False)
         self.act_score = self._action("Score &text…", self.score_text_dialog)
+        self.act_explain = self._action("E&xplain", self.explain, "Ctrl+E",
+                                        "Which reference items made the answer likely (heat in the editor's margin)")
+        self.act_compare = self._action("Co&mpare…", self.open_compare, "Ctrl+Shift+M",
+                                        "Run the prompt in several modes side by side; diff against the previous run")
+        self.act_export_pack = self._action("Export pac&k…", self.export_pack_dialog,
+                                            tip="Export the current reference as a signed .lantern pack")
+        self.act_preferences = self._action("&Preferences…", self.preferences_dialog, K.Preferences)
+        self.act_preferences.setMenuRole(QAction.MenuRole.PreferencesRole)
         self.act_open_model = self._action("Open &GGUF…", self.open_model_dialog)
         self.act_pull = self._action("&Pull smollm2", lambda: self.pull_model("smollm2"))
         self.act_about = self._action("&About Lantern Studio", self._about)
@@ -190,6 +202,7 @@ class MainWindow(QMainWindow):
             m.addAction(a)
         m.addSeparator()
         m.addAction(self.act_open_pack)
+        m.addAction(self.act_export_pack)
         m.addAction(self.act_open_trace)
         m.addAction(self.act_export_trace)
         m.addSeparator()
@@ -197,8 +210,10 @@ class MainWindow(QMainWindow):
         m = mb.addMenu("&Edit")
         for a in (self.act_undo, self.act_redo, self.act_find, self.act_replace):
             m.addAction(a)
+        m.addSeparator()
+        m.addAction(self.act_preferences)
         m = mb.addMenu("&Run")
-        for a in (self.act_run, self.act_stop, self.act_score):
+        for a in (self.act_run, self.act_stop, self.act_score, self.act_explain, self.act_compare):
             m.addAction(a)
         self.act_live = self.prompt_bar.live
         m = mb.addMenu("&Models")
@@ -224,6 +239,8 @@ class MainWindow(QMainWindow):
         tb.addAction(self.act_preview)
         tb.addSeparator()
         tb.addWidget(self.prompt_bar)
+        tb.addAction(self.act_explain)
+        tb.addAction(self.act_compare)
         self.addToolBar(tb)
 
     def _connect(self) -> None:
@@ -285,6 +302,10 @@ class MainWindow(QMainWindow):
 
     def add_tab(self, text: str, path: Path | None = None, dirty: bool = False) -> ReferenceTab:
         tab = ReferenceTab(text, path, theme=self.theme)
+        from .preferences import preferred_font
+        font = preferred_font(self.qsettings)
+        if font is not None:
+            tab.editor.setFont(font)
         tab.autosave_key = autosave.new_key()  # type: ignore[attr-defined]
         tab.find_bar.hide()
         if dirty:
@@ -318,7 +339,11 @@ class MainWindow(QMainWindow):
         tab = self.add_tab(text, path)
         self._add_recent(path)
         if tab.reference is not None:
-            self.loop_panel.set_settings(tab.reference.loop)
+            loop = tab.reference.loop
+            if "chunk" not in tab.reference.loop_given:  # the reference does not say: the user's preference
+                from .preferences import preferred_chunk
+                loop = loop.updated(chunk=preferred_chunk(self.qsettings))
+            self.loop_panel.set_settings(loop)
             self.prompt_bar.mode.setCurrentText(tab.reference.loop.mode)
             self.timeline.set_threshold(tab.reference.loop.threshold)
         return tab
@@ -677,6 +702,24 @@ class MainWindow(QMainWindow):
             if blip.index == index:
                 self.mark_source(blip.source_id)
                 return
+        self.mark_token_influence(index)
+
+    def mark_token_influence(self, index: int) -> int:
+        """After Explain: highlight the reference line of the item most influential on token ``index``."""
+        from .explain import answer_offset
+        ex = self.explanation
+        tab = self.tab
+        if ex is None or tab is None or tab.reference is None or tab.reference.sha256 != ex.reference_sha256:
+            return 0
+        offset = answer_offset(self.token_view.transcript, index)
+        found = ex.item_at_offset(offset) if offset is not None else None
+        if found is None:
+            return 0
+        item_id, delta = found
+        line = self.mark_source(item_id)
+        effect = "supports it" if delta > 0 else "pushes away from it"
+        self.show_status(f"Token #{index}: most influenced by {item_id} ({delta:+.3f} nats; {effect}).")
+        return line
 
     def _on_blip_selected(self, blip) -> None:
         self.timeline.select(blip.index)
@@ -719,6 +762,9 @@ class MainWindow(QMainWindow):
             self._live_timer.start()
 
     def _on_reference_edited(self, tab: ReferenceTab) -> None:
+        if tab.editor.heat:  # an explanation holds for the text it was made from only
+            tab.editor.set_heat({})
+            self.explanation = None
         if self.prompt_bar.live.isChecked() and tab is self.tab:
             self._live_timer.start()
 
@@ -849,6 +895,154 @@ class MainWindow(QMainWindow):
             elif f.endswith(".jsonl"):
                 self.open_trace(f)
 
+    # -- explain (attribution) ---------------------------------------------------------------
+    def explain(self) -> bool:
+        """Attribute the shown answer to the current reference's items, in the worker."""
+        from .explain import explain_events, heat_by_line
+        tab = self.tab
+        record = self.current_run
+        answer = self.token_view.transcript.answer
+        if self.session.engine is None or self.session.busy:
+            self.show_status("The model is busy or not loaded.")
+            return False
+        if record is None or record.kind not in ("run", "score", "trace") or not answer.strip():
+            self.show_status("Run a prompt first: Explain attributes the shown answer to the reference.")
+            return False
+        ref = self.current_reference()
+        if tab is None or ref is None:
+            self.show_status("Open a reference that parses first.")
+            return False
+        prompt = record.prompt
+        results: list = []
+
+        def on_events(batch: list) -> None:
+            results.extend(e for e in batch if hasattr(e, "attribution"))
+
+        def on_finished(job: Job) -> None:
+            if not results or tab not in self.tab_list():
+                return
+            ex = results[-1]
+            if tab.reference is None or tab.reference.sha256 != ex.reference_sha256:
+                self.show_status("The reference changed during Explain; run it again.")
+                return
+            self.explanation = ex
+            tab.editor.set_heat(heat_by_line(tab.reference, ex.items))
+            top = ", ".join(f"{i} {d:+.2f}" for i, d in ex.items[:3]) or "no item changes the answer"
+            self.show_status(f"Explained ({top}). Margin: blue supports the answer, red pushes away; "
+                             "hover it for values, click a token for its item.", 20000)
+
+        job = Job("explain", lambda eng: explain_events(eng, ref, prompt, answer),
+                  {"on_events": on_events, "on_finished": on_finished})
+        if not self.session.start(job):
+            return False
+        self._set_running(True)
+        self.show_status("Explaining: scoring the answer without each reference item…", 0)
+        return True
+
+    # -- compare ------------------------------------------------------------------------------
+    def open_compare(self) -> None:
+        from .compare import CompareDialog
+        if self.compare_dialog is None:
+            self.compare_dialog = CompareDialog(self)
+        self.compare_dialog.show_diff()
+        self.compare_dialog.show()
+        self.compare_dialog.raise_()
+
+    def start_compare(self, modes: list[str], on_events, on_finished) -> bool:
+        """Run the prompt bar's prompt once per mode in the worker (one job); events go to ``on_events``."""
+        from .compare import compare_events
+        prompt = self.prompt_bar.prompt.text().strip()
+        if not prompt:
+            self.show_status("Type a prompt first.")
+            return False
+        if self.session.engine is None or self.session.busy:
+            self.show_status("The model is busy or not loaded.")
+            return False
+        ref = self.current_reference()
+        if ref is None and any(m != "none" for m in modes):
+            self.show_status("Open or write a reference first (or compare mode none only).")
+            return False
+        loop, sampling = self.loop_panel.settings, self.prompt_bar.sampling()
+
+        def finished(job: Job) -> None:
+            self.show_status(f"Compared {', '.join(modes)}.")
+            on_finished(job)
+
+        job = Job("compare", lambda eng: compare_events(eng, prompt, ref, loop, sampling, modes),
+                  {"on_events": on_events, "on_finished": finished})
+        if not self.session.start(job):
+            return False
+        self._set_running(True)
+        self.show_status(f"Comparing {len(modes)} modes…", 0)
+        return True
+
+    def diff_pair(self) -> tuple[RunRecord, RunRecord, str] | None:
+        """(older, newer, description): the current run and the run made before the last reference edit."""
+        runs = [r for r in self.history if r.kind == "run"]
+        new = self.current_run if self.current_run in runs else (runs[-1] if runs else None)
+        if new is None:
+            return None
+        earlier = runs[:runs.index(new)]
+        for r in reversed(earlier):
+            if r.reference_sha256 != new.reference_sha256:
+                return r, new, "the run before the last reference edit"
+        if earlier:
+            return earlier[-1], new, "the previous run (same reference)"
+        return None
+
+    # -- packs: export ---------------------------------------------------------------------------
+    def exportable_runs(self) -> list[RunRecord]:
+        return [r for r in self.history if r.kind in ("run", "trace") and r.events]
+
+    def export_pack_dialog(self, exec_: bool = True):
+        """File › Export pack…: the current reference must be saved first (it is packed from its file)."""
+        from .pack_dialog import ExportPackDialog
+        tab = self.tab
+        if tab is None:
+            self.report_error("Open a reference to export first.")
+            return None
+        if tab.path is None or tab.is_dirty():
+            if not self.interactive or QMessageBox.question(
+                    self, "Export pack", "The reference must be saved before it is packed. Save it now?") \
+                    != QMessageBox.StandardButton.Yes or not self.save_tab(tab):
+                self.report_error("Save the reference before exporting it as a pack.")
+                return None
+        ref = tab.reparse()
+        if ref is None:
+            self.report_error(tab.error or "The reference does not parse.")
+            return None
+        dlg = ExportPackDialog(self, tab.path, ref)
+        if exec_:
+            dlg.exec()
+            dlg.deleteLater()
+        return dlg
+
+    # -- preferences ------------------------------------------------------------------------------
+    def preferences_dialog(self) -> None:
+        from .preferences import PreferencesDialog
+        dlg = PreferencesDialog(self.qsettings, self, self.tab.editor.font() if self.tab else None)
+        if dlg.exec():
+            self.apply_preferences()
+        dlg.deleteLater()
+
+    def apply_preferences(self) -> None:
+        """Apply what Preferences stored: theme and editor font now; chunk for the next run;
+        threads and the default model on the next model load."""
+        from .preferences import preferred_chunk, preferred_font
+        from .theme import apply_theme
+        app = QApplication.instance()
+        self.theme = apply_theme(app, str(self.qsettings.value("theme", "light")))  # type: ignore[arg-type]
+        font = preferred_font(self.qsettings)
+        for t in self.tab_list():
+            t.editor.highlighter.set_theme(self.theme)
+            if font is not None:
+                t.editor.setFont(font)
+                t.editor._update_gutter_width()
+        self.timeline.plot.setBackground(app.palette().base().color())  # type: ignore[union-attr]
+        self.loop_panel.set_value("chunk", preferred_chunk(self.qsettings))
+        self.show_status("Preferences applied; threads and the default model take effect the next time a "
+                         "model loads.", 10000)
+
     def score_text_dialog(self) -> None:
         from .dialogs import ScoreTextDialog
         dlg = ScoreTextDialog(self.prompt_bar.prompt.text(), self)
@@ -878,6 +1072,8 @@ class MainWindow(QMainWindow):
                 for t in dirty:
                     autosave.remove_autosave(t.autosave_key)  # type: ignore[attr-defined]
         self._closing = True
+        if self.compare_dialog is not None:
+            self.compare_dialog.close()
         self._live_timer.stop()
         self._autosave_timer.stop()
         self.qsettings.setValue("window/geometry", self.saveGeometry())

@@ -25,6 +25,8 @@ from .highlighter import MarkdownHighlighter
 from .preview import PreviewBrowser
 
 ERROR_LINE_RE = re.compile(r"line (\d+)")
+HEAT_SUPPORTS = "#2f6fd0"  # blue: removing the item makes the answer less likely
+HEAT_OPPOSES = "#d63031"  # red: the item pushes the sidecar away from the answer
 
 NEW_REFERENCE = """---
 title: Untitled reference
@@ -90,6 +92,15 @@ class _LineNumberArea(QWidget):
     def paintEvent(self, event) -> None:  # noqa: N802
         self.editor.paint_line_numbers(event)
 
+    def event(self, ev) -> bool:
+        if ev.type() == ev.Type.ToolTip:
+            tip = self.editor.heat_tooltip(self.editor.line_at_y(ev.pos().y()))
+            if tip:
+                from PySide6.QtWidgets import QToolTip
+                QToolTip.showText(ev.globalPos(), tip, self)
+                return True
+        return super().event(ev)
+
 
 class CodeEditor(QPlainTextEdit):
     """QPlainTextEdit with a line-number gutter, error marks and a highlighted line."""
@@ -102,6 +113,8 @@ class CodeEditor(QPlainTextEdit):
         self._gutter = _LineNumberArea(self)
         self.highlighter = MarkdownHighlighter(self.document(), theme)
         self.error_lines: dict[int, str] = {}
+        self.heat: dict[int, tuple[str, float]] = {}  # line -> (item id, influence) from Explain
+        self._heat_max = 1.0
         self._marked_line = 0
         self._find_selections: list[QTextEdit.ExtraSelection] = []
         self.blockCountChanged.connect(self._update_gutter_width)
@@ -139,6 +152,8 @@ class CodeEditor(QPlainTextEdit):
         while block.isValid() and top <= event.rect().bottom():
             if block.isVisible() and bottom >= event.rect().top():
                 line = number + 1
+                if line in self.heat:
+                    painter.fillRect(0, top, self._gutter.width(), bottom - top, self.heat_color(line))
                 if line in self.error_lines:
                     painter.fillRect(0, top, self._gutter.width(), bottom - top, QColor(220, 40, 40, 60))
                 color = pal.text().color() if number == current else pal.placeholderText().color()
@@ -149,6 +164,41 @@ class CodeEditor(QPlainTextEdit):
             top = bottom
             bottom = top + round(self.blockBoundingRect(block).height())
             number += 1
+
+    def line_at_y(self, y: int) -> int:
+        """The 1-based line at viewport height ``y`` (0 if none)."""
+        block = self.firstVisibleBlock()
+        top = self.blockBoundingGeometry(block).translated(self.contentOffset()).top()
+        while block.isValid():
+            bottom = top + self.blockBoundingRect(block).height()
+            if top <= y < bottom:
+                return block.blockNumber() + 1
+            block = block.next()
+            top = bottom
+        return 0
+
+    # -- attribution heat ----------------------------------------------------------------
+    def set_heat(self, heat: dict[int, tuple[str, float]]) -> None:
+        """Colour the margin per line by an item's influence (Explain); an empty dict clears."""
+        self.heat = dict(heat)
+        self._heat_max = max((abs(v) for _i, v in self.heat.values()), default=1.0) or 1.0
+        self._gutter.update()
+
+    def heat_color(self, line: int) -> QColor:
+        """Blue: the item supports the answer; red: it pushes away from it; alpha by |influence|."""
+        _item, value = self.heat[line]
+        strength = min(1.0, abs(value) / self._heat_max)
+        base = QColor(HEAT_SUPPORTS if value > 0 else HEAT_OPPOSES)
+        base.setAlpha(round(30 + 190 * strength))
+        return base
+
+    def heat_tooltip(self, line: int) -> str:
+        if line not in self.heat:
+            return ""
+        item, value = self.heat[line]
+        effect = "supports the answer" if value > 0 else "pushes away from the answer"
+        return (f"<b>{item}</b>: influence {value:+.3f} nats<br>{effect} "
+                f"(Δ log-likelihood of the answer when the item is removed)")
 
     # -- marks ---------------------------------------------------------------------------
     def set_error_lines(self, errors: dict[int, str]) -> None:

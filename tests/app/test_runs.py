@@ -186,16 +186,19 @@ def test_screenshot_with_missing_model_fails_in_one_sentence(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-@pytest.mark.skip(reason="core bug: with a Probes section in the reference, engine.run takes ~30 s per run "
-                  "(even mode none); reported to the lead")
 def test_probes_table(make_window, engine, paris_file, qtbot):
+    # Once skipped as "~30 s per run with a Probes section": that was llama.cpp's worker threads
+    # (one per core) spinning against another process on a 2-core box, not the Probes section;
+    # the session engine now uses one thread (conftest) and each probe run takes well under a second.
     paris_file.write_text(paris_file.read_text() + "\n# Probes\n```yaml\n- prompt: What is the capital of France?\n"
                           "  forbid: [paris]\n```\n", encoding="utf-8")
     window = make_window(engine)
     window.open_reference(paris_file)
-    window.prompt_bar.max_tokens.setValue(20)
+    window.prompt_bar.max_tokens.setValue(30)
+    t0 = time.perf_counter()
     with qtbot.waitSignal(window.session.jobFinished, timeout=60000):
         assert window.run_probes(["none", "blip"])
+    assert time.perf_counter() - t0 < 30
     panel = window.probes_panel
     none, blip = panel.results[(0, "none")], panel.results[(0, "blip")]
     assert not none.passed and blip.passed
