@@ -188,3 +188,26 @@ def test_export_pack_errors_are_one_sentence(make_window, paris_file, tmp_path):
     message = window.statusBar().currentMessage()
     assert message and "Traceback" not in message
     dlg.deleteLater()
+
+
+# -- long sessions ---------------------------------------------------------------------------------
+def test_many_repaints_do_not_abort_the_studio(tmp_path):
+    """PySide6 6.12 on CPython 3.11 drops a reference to None per Python virtual call; without
+    the guard in lantern_studio.app, ~5,000 repaints abort the process (none_dealloc)."""
+    import os
+    import subprocess
+    import sys
+    code = (
+        "import lantern_studio.app\n"
+        "from PySide6.QtWidgets import QApplication\n"
+        "from lantern_studio.app.reference_editor import ReferenceTab\n"
+        "from lantern_studio.app.token_view import ErrorLegend\n"
+        "app = QApplication([])\n"
+        "tab = ReferenceTab('# Intent\\nx\\n'); legend = ErrorLegend(); tab.show(); legend.show()\n"
+        "app.processEvents()\n"
+        "for _ in range(6000):\n"
+        "    legend.repaint(); tab.editor._gutter.repaint()\n"
+        "print('ok')\n")
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-500:]
