@@ -133,9 +133,6 @@ def test_run_plain_text_prints_the_answer_and_mode_none_needs_no_reference(lante
     assert all(is_float(t["logp_plant"]) for t in data["tokens"])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "cli bug: text mode streams every token to stdout and reports rewinds only on stderr, so "
-    "rewound text (here the forbidden 'Paris') stays on stdout; DESIGN §8 promises the answer on stdout"))
 def test_run_text_stdout_is_the_answer_when_the_loop_rewinds(lantern, pirate_md):
     args = ["run", "--reference", pirate_md, "--prompt", PARIS, "--mode", "blip", "--max-tokens", "40", *FAST]
     code, js, err = lantern(*args, "--json")

@@ -131,10 +131,6 @@ def test_streamed_trace_equals_the_live_events(paris_run, tmp_path):
     assert [event_to_json(e) for e in read_trace(path).events] == paris_run.at_yield
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine bug: in blip mode _Run._emit yields a scored TokenEvent and only then sets its "
-    "`control` (u_t) in _control(), so an event changes after it was yielded; a trace written "
-    "while streaming (lantern run --trace) records control=null where the live run shows u_t"))
 def test_events_do_not_change_after_they_are_yielded_in_blip_mode(engine, pirate, tmp_path):
     run = LiveRun(engine, pirate, "Tell me about the sea.", LoopSettings(mode="blip"),
                   SamplingSettings(max_tokens=30))

@@ -41,14 +41,17 @@ def run_command(args: argparse.Namespace) -> int:
                 reference_sha256=reference.sha256 if reference else None,
                 loop=loop.to_dict(), sampling=asdict(sampling)))
         transcript = Transcript()
-        stream_text = not args.json
+        # A rewind cannot take back what was printed: with the loop acting, the answer is
+        # printed once it is final, and the loop's actions are reported on stderr meanwhile.
+        stream_text = not args.json and loop.mode != "blip"
+        notes = not args.json
         try:
             for event in engine.run(args.prompt, reference, loop, sampling):
                 transcript.apply(event)
                 if writer:
                     writer.write(event)
-                if stream_text:
-                    _show(event)
+                if notes:
+                    _show(event, stream_text)
         except BaseException:
             if writer:
                 writer.abort()
@@ -58,8 +61,8 @@ def run_command(args: argparse.Namespace) -> int:
         if transcript.failed is not None:
             raise LanternError(transcript.failed.message)
         stats = transcript.done.stats if transcript.done else {}
-        if stream_text:
-            sys.stdout.write("\n")
+        if not args.json:
+            sys.stdout.write(("" if stream_text else transcript.answer) + "\n")
             if stats.get("stop_reason") == "context_full":
                 print("lantern: the answer stopped because the context is full.", file=sys.stderr)
             return 0
@@ -82,10 +85,11 @@ def run_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _show(event) -> None:
+def _show(event, stream_tokens: bool) -> None:
     if isinstance(event, TokenEvent):
-        sys.stdout.write(event.text)
-        sys.stdout.flush()
+        if stream_tokens:
+            sys.stdout.write(event.text)
+            sys.stdout.flush()
     elif isinstance(event, RewindEvent):
         print(f"\n[rewound {event.count} tokens]", file=sys.stderr)
     elif isinstance(event, BlipEvent):

@@ -330,6 +330,9 @@ class _Run:
         self.n_rewound = 0
         self.n_blips = 0
         self.blips_in_context = False
+        self.late_decision: Decision | None = None  # from a flush: acted on at end of turn
+        self.echo: list[list[int]] = []  # token forms of the last blip text
+        self.since_blip: list[int] = []
 
     # -- the driver -----------------------------------------------------------------------
     def events(self) -> Iterator[Event]:
@@ -348,6 +351,12 @@ class _Run:
                 self._refresh_rows()
                 token, control = self._choose()
                 if self.b.is_end(token):
+                    # The loop gets a last say on the tokens not yet scored before the turn ends.
+                    yield from self._flush()
+                    if self.late_decision is not None and self.picker is not None:
+                        decision, self.late_decision = self.late_decision, None
+                        yield from self._act(decision, None)
+                        continue
                     stop = "end_of_turn"
                     break
                 yield from self._emit(token, control)
@@ -377,14 +386,33 @@ class _Run:
     def _choose(self) -> tuple[int, float | None]:
         assert self.plant_row is not None
         if self.mode != "guide":
-            return self.sampler.pick(self.plant_row), None
+            return self.sampler.pick(self._without_echo(self.plant_row)), None
         assert self.ref_row is not None
         gamma = self.controller.guide_gamma() if self.loop.adaptive_guide else self.loop.gamma
         ref = log_softmax(self.ref_row)
         return self.sampler.pick(guided(self.plant_row, ref, gamma)), gamma
 
+    def _without_echo(self, scores: np.ndarray) -> np.ndarray:
+        """Small models tend to read a blip back verbatim; after the first copied token the
+        next token of the copy is masked, so a reminder steers the answer but never becomes it."""
+        if not self.echo:
+            return scores
+        banned = set()
+        for form in self.echo:
+            for k in range(min(len(self.since_blip), len(form) - 1), 0, -1):
+                if self.since_blip[-k:] == form[:k]:
+                    banned.add(form[k])
+                    break
+        if not banned:
+            return scores
+        masked = scores.copy()
+        masked[list(banned)] = -np.inf
+        return masked
+
     def _emit(self, token: int, control: float | None) -> Iterator[Event]:
         assert self.plant_row is not None
+        if self.echo:
+            self.since_blip.append(token)
         piece = self.decoder.decode(self.e._pieces[token])
         ev = TokenEvent(index=self.n_emitted, token_id=token, text=piece,
                         logp_plant=float(self.plant_row[token]), top_plant=self.e.top(self.plant_row),
@@ -404,9 +432,8 @@ class _Run:
         decision: Decision | None = None
         if self.uses_sidecar and len(self.answer) - self.fed >= self.chunk:
             rows = self.b.forward([Feed(SIDECAR, self.answer[self.fed:], 0)])[0]
-            for scored in self._score(rows):
-                yield scored
-                decision = self._control(scored) or decision
+            scored, decision = self._score(rows)
+            yield from scored
         hit = self._detect(piece)
         if hit is not None:
             yield hit
@@ -415,14 +442,16 @@ class _Run:
         if decision is not None and self.picker is not None:
             yield from self._act(decision, hit)
 
-    def _score(self, rows: np.ndarray) -> list[TokenEvent]:
-        """Score the pending tokens with the held sidecar row and the new chunk's rows."""
+    def _score(self, rows: np.ndarray) -> tuple[list[TokenEvent], Decision | None]:
+        """Score the pending tokens with the held sidecar row and the new chunk's rows, and
+        run the controller on them before they are yielded (events never change after)."""
         assert self.ref_row is not None
         ref_rows = np.vstack([self.ref_row[None, :], rows[:-1]])
         self.ref_row = rows[-1].copy()
         self.fed = len(self.answer)
         lr = log_softmax_rows(ref_rows)
-        scored = []
+        scored: list[TokenEvent] = []
+        decision: Decision | None = None
         for (ev, prow), lr_i in zip(self.pending, lr):
             b = float(lr_i[ev.token_id])
             ev.logp_ref = b
@@ -430,9 +459,10 @@ class _Run:
             ev.divergence = divergence(lr_i, prow)
             ev.top_ref = self.e.top(lr_i)
             self.errors.append(ev.error)
+            decision = self._control(ev) or decision
             scored.append(ev)
         self.pending.clear()
-        return scored
+        return scored, decision
 
     def _flush(self) -> Iterator[Event]:
         if not (self.uses_sidecar and self.pending):
@@ -444,7 +474,8 @@ class _Run:
             yield from (ev for ev, _ in self.pending)
             self.pending.clear()
             return
-        yield from self._score(rows[0])
+        scored, self.late_decision = self._score(rows[0])
+        yield from scored
 
     def _control(self, ev: TokenEvent) -> Decision | None:
         if self.mode == "blip":
@@ -470,6 +501,7 @@ class _Run:
     def _act(self, decision: Decision, hit: RuleHit | None) -> Iterator[Event]:
         assert self.picker is not None
         yield from self._flush()
+        self.late_decision = None
         count = self._rewind_count(hit)
         preferred = [t for ev in self.answer_events[-self.loop.window:] for t, _ in ev.top_ref[:3]]
         rewound_text = self.text
@@ -480,6 +512,9 @@ class _Run:
         if candidate is None:
             return
         self.inject(self.e.blip_tokens(candidate.text, self.loop.blip_style))
+        text = candidate.text.strip()
+        self.echo = [self.e.tokenize_answer(text), self.e.tokenize_answer(" " + text)]
+        self.since_blip = []
         self.controller.fire()
         self.n_blips += 1
         yield BlipEvent(index=self.n_emitted, text=candidate.text, source_id=candidate.id,

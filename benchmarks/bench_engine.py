@@ -1,0 +1,95 @@
+"""Engine benchmarks, reported as ratios measured in one run (never as timed tests).
+
+    .venv/bin/python benchmarks/bench_engine.py [--json] [--threads N]
+
+- steered throughput vs plain greedy decode (observe, chunk-1, blip, guide): `lantern bench`
+- peak RSS of `lantern run` with the default model (a child process)
+- attribution of n items vs scoring n × output tokens in batch (same answer, same prefix)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from lantern_studio.bench import run_bench  # noqa: E402
+from lantern_studio.core.attribution import attribute, item_spans  # noqa: E402
+from lantern_studio.core.backend import FIRST_SCRATCH, SIDECAR, Feed  # noqa: E402
+from lantern_studio.core.engine import Engine  # noqa: E402
+from lantern_studio.core.events import Transcript  # noqa: E402
+from lantern_studio.core.reference import load_reference  # noqa: E402
+from lantern_studio.core.settings import EngineSettings, LoopSettings, SamplingSettings  # noqa: E402
+
+REFERENCE = REPO / "references" / "otc-analgesics.md"
+PROMPT = "How much paracetamol can I take for a headache?"
+
+
+def run_rss_mb() -> float:
+    """Peak RSS of a `lantern run` child process (observe mode, 120 tokens)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    subprocess.run([sys.executable, "-m", "lantern_studio.cli", "run", "--reference", str(REFERENCE),
+                    "--prompt", PROMPT, "--mode", "observe", "--max-tokens", "120"],
+                   check=True, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(before, after) / 1024
+
+
+def attribution_ratio(engine: Engine, repeats: int = 3) -> dict:
+    ref = load_reference(REFERENCE)
+    tr = Transcript().extend(engine.run(PROMPT, ref, LoopSettings(mode="observe"), SamplingSettings(max_tokens=60)))
+    answer = tr.answer
+    answer_tokens = engine.tokenize_answer(answer)
+    prompt_tokens, spans = item_spans(engine, ref, PROMPT)
+    n = len(spans)
+    b = engine.backend
+    att_times, base_times = [], []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        attribute(engine, ref, PROMPT, answer)
+        att_times.append(time.perf_counter() - t)
+        # Baseline: score the answer n times in batch from the same cached prompt prefix.
+        engine.clear_scratch()
+        b.forward([engine.prefill(SIDECAR, prompt_tokens)])
+        b.truncate(SIDECAR, len(prompt_tokens) - 1)
+        t = time.perf_counter()
+        slots = list(range(FIRST_SCRATCH, b.n_seq))
+        for g in range(0, n, len(slots)):
+            feeds = []
+            for seq in slots[: min(len(slots), n - g)]:
+                b.share_prefix(SIDECAR, seq, len(prompt_tokens) - 1)
+                feeds.append(Feed(seq, [prompt_tokens[-1]] + answer_tokens[:-1], 0, answer_tokens))
+            b.forward(feeds)
+            for seq in slots:
+                b.truncate(seq, 0)
+        base_times.append(time.perf_counter() - t)
+    att, base = min(att_times), min(base_times)
+    return {"items": n, "answer_tokens": len(answer_tokens), "attribution_s": round(att, 3),
+            "batch_scoring_s": round(base, 3), "attribution_ratio": round(att / base, 3)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+    engine = Engine.load(None, EngineSettings(n_threads=args.threads))
+    out = run_bench(engine, load_reference(REFERENCE), tokens=128, repeats=args.repeats,
+                    progress=lambda m: print(f"bench: {m}", file=sys.stderr))
+    out["attribution"] = attribution_ratio(engine)
+    engine.close()
+    out["lantern_run_max_rss_mb"] = round(run_rss_mb(), 1)
+    print(json.dumps(out, indent=2) if args.json else "\n".join(f"{k}: {v}" for k, v in out.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

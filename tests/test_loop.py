@@ -1,0 +1,93 @@
+"""The control loop on the real model: guidance algebra, blips, rewinds, attribution."""
+
+from __future__ import annotations
+
+import pytest
+
+from lantern_studio.core.attribution import attribute
+from lantern_studio.core.backend import PLANT
+from lantern_studio.core.events import BlipEvent, Done, RewindEvent, RuleHit, Transcript
+from lantern_studio.core.reference import parse_reference
+from lantern_studio.core.settings import LoopSettings, SamplingSettings
+
+CAPITAL = "What is the capital of France?"
+SHORT = SamplingSettings(max_tokens=40)
+
+
+def run(engine, reference, prompt=CAPITAL, sampling=SHORT, **loop):
+    return Transcript().extend(engine.run(prompt, reference, LoopSettings(**loop), sampling))
+
+
+@pytest.mark.parametrize("prompt", [CAPITAL, "Give me three tips for sleeping better."])
+def test_guide_gamma_zero_is_the_plant_and_gamma_one_is_prompt_mode(engine, conflict_reference, prompt):
+    none = run(engine, conflict_reference, prompt, mode="none")
+    observe = run(engine, conflict_reference, prompt, mode="observe")
+    prompted = run(engine, conflict_reference, prompt, mode="prompt")
+    g0 = run(engine, conflict_reference, prompt, mode="guide", gamma=0.0)
+    g1 = run(engine, conflict_reference, prompt, mode="guide", gamma=1.0)
+    ids = lambda tr: [t.token_id for t in tr.tokens]  # noqa: E731
+    assert ids(g0) == ids(none) == ids(observe)
+    assert ids(g1) == ids(prompted)
+    assert ids(prompted) != ids(none)  # the reference really changes the answer
+
+
+def test_blip_mode_fires_on_a_conflict_and_keeps_blips_out_of_the_answer(engine, conflict_reference):
+    events = list(engine.run(CAPITAL, conflict_reference, LoopSettings(mode="blip", max_blips=2), SHORT))
+    tr = Transcript().extend(events)
+    assert isinstance(events[-1], Done)
+    hits = [e for e in events if isinstance(e, RuleHit)]
+    blips = [e for e in events if isinstance(e, BlipEvent)]
+    rewinds = [e for e in events if isinstance(e, RewindEvent)]
+    assert hits and hits[0].source_id == "never.1" and hits[0].match.lower() == "paris"
+    assert 1 <= len(blips) <= 2
+    assert blips[0].source_id == "never.1" and blips[0].rewound > 0
+    # Rewound tokens stay in the trace but leave the answer.
+    assert rewinds and tr.rewound
+    assert all(i not in tr.visible for i in tr.rewound)
+    assert sum(r.count for r in rewinds) == len(tr.rewound) == events[-1].stats["rewound"]
+    # The blip text went to the plant's context, never to the answer.
+    for blip in blips:
+        assert blip.text not in tr.answer
+    blip_tokens = engine.blip_tokens(blips[-1].text, "system-turn")
+    plant = engine.backend.tokens(PLANT)
+    assert any(plant[k:k + len(blip_tokens)] == blip_tokens for k in range(len(plant)))
+    # With max_blips reached, a later Paris is only reported, never answered by a blip.
+    assert len(blips) <= 2 and events[-1].stats["blips"] == len(blips)
+
+
+def test_controller_signal_without_detectors_fires_at_a_low_threshold(engine, conflict_reference):
+    no_detector = parse_reference(conflict_reference.text.replace(" `regex: paris`", ""))
+    tr = run(engine, no_detector, mode="blip", threshold=0.5, cooldown=4, max_blips=1, rewind="tokens:2")
+    assert not tr.rules
+    assert len(tr.blips) == 1
+    blip = tr.blips[0]
+    assert "threshold" in blip.reason and blip.rewound == 2
+    controls = [t.control for t in tr.tokens if t.control is not None]
+    assert max(controls) >= 0.5
+
+
+def test_inline_note_style_and_scored_choice_run(engine, conflict_reference):
+    tr = run(engine, conflict_reference, mode="blip", blip_style="inline-note", blip_choice="scored", max_blips=1)
+    assert tr.done is not None and tr.failed is None
+    assert len(tr.blips) == 1 and "Note:" not in tr.answer
+
+
+def test_adaptive_guide_raises_gamma_with_the_error(engine, conflict_reference):
+    tr = run(engine, conflict_reference, mode="guide", gamma_min=0.0, gamma_max=3.0, threshold=2.0)
+    gammas = [t.control for t in tr.tokens]
+    assert gammas[0] == 0.0  # at rest: the plant alone
+    assert max(gammas) > 0.0 and max(gammas) <= 3.0
+
+
+def test_attribution_ranks_the_decisive_item_above_an_irrelevant_one(engine):
+    ref = parse_reference(
+        "---\ntitle: Colours\nslug: colours\n---\n"
+        "# Always\n- Say that the sky is green.\n- Mention that elephants are large animals.\n")
+    prompt = "What colour is the sky?"
+    answer = "The sky is green."
+    att = attribute(engine, ref, prompt, answer)
+    influence = dict(att.items)
+    assert influence["always.1"] > abs(influence["always.2"])
+    assert influence["always.1"] > 0
+    assert len(att.token_item) == len(engine.tokenize_answer(answer))
+    assert att.to_json()["items"][0]["id"] in ("always.1", "always")
