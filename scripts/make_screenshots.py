@@ -36,8 +36,9 @@ Answer questions about geography for school children. Be brief and accurate.
 """
 
 SHOTS = [
-    ("studio-blip.png", "blip", "What is the capital of France?"),
-    ("studio-observe.png", "observe", "What is the capital of France?"),
+    ("studio-blip.png", "blip", "What is the capital of France?", []),
+    ("studio-observe.png", "observe", "What is the capital of France?", []),
+    ("studio-explain.png", "observe", "What is the capital of France?", ["--explain"]),
 ]
 
 
@@ -50,9 +51,9 @@ def main() -> int:
         ref = Path(tmp) / "geo.md"
         ref.write_text(REFERENCE, encoding="utf-8")
         env.setdefault("LANTERN_CONFIG_DIR", str(Path(tmp) / "config"))  # default layout, not the user's
-        for name, mode, prompt in SHOTS:
+        for name, mode, prompt, extra in SHOTS:
             cmd = [sys.executable, "-m", "lantern_studio.app.main", "--reference", str(ref), "--mode", mode,
-                   "--prompt", prompt, "--max-tokens", "60", "--screenshot", str(OUT / name)]
+                   "--prompt", prompt, "--max-tokens", "60", "--screenshot", str(OUT / name), *extra]
             proc = subprocess.run(cmd, env=env, cwd=ROOT)
             if proc.returncode != 0:
                 print(f"{name} failed.", file=sys.stderr)

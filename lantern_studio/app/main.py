@@ -23,6 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=int, help="maximum tokens per run")
     p.add_argument("--screenshot", type=Path, metavar="OUT.png",
                    help="load the model, run the prompt once, save the window to OUT.png and exit")
+    p.add_argument("--explain", action="store_true",
+                   help="with --screenshot: run Explain after the run so the margin shows the heat")
     p.add_argument("--version", action="version", version=f"lantern-studio {__version__}")
     return p
 
@@ -100,11 +102,14 @@ def main(argv: list[str] | None = None) -> int:
                 fail(window.statusBar().currentMessage() or "The run could not start.")
 
         def on_finished(job) -> None:
-            if job.kind != "run":
+            if job.kind not in ("run", "explain"):
                 return
             end = job.end
             if end is not None and getattr(end, "message", None):
                 fail(end.message)
+                return
+            if job.kind == "run" and args.explain:
+                QTimer.singleShot(0, lambda: window.explain() or fail("Explain could not start."))
                 return
             QTimer.singleShot(150, shoot)
 
