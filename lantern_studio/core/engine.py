@@ -512,8 +512,11 @@ class _Run:
         if candidate is None:
             return
         self.inject(self.e.blip_tokens(candidate.text, self.loop.blip_style))
+        # Reading a rule back is only harmful for prohibitions ("Never mention X." as the
+        # answer); a reminder of a fact the answer should state may well be repeated.
         text = candidate.text.strip()
-        self.echo = [self.e.tokenize_answer(text), self.e.tokenize_answer(" " + text)]
+        self.echo = ([self.e.tokenize_answer(text), self.e.tokenize_answer(" " + text)]
+                     if candidate.kind == "never" else [])
         self.since_blip = []
         self.controller.fire()
         self.n_blips += 1
