@@ -50,8 +50,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         ref = Path(tmp) / "geo.md"
         ref.write_text(REFERENCE, encoding="utf-8")
-        env.setdefault("LANTERN_CONFIG_DIR", str(Path(tmp) / "config"))  # default layout, not the user's
+        own_config = "LANTERN_CONFIG_DIR" not in env
         for name, mode, prompt, extra in SHOTS:
+            if own_config:  # a fresh default layout per shot: the studio saves its geometry on close
+                env["LANTERN_CONFIG_DIR"] = str(Path(tmp) / f"config-{name}")
             cmd = [sys.executable, "-m", "lantern_studio.app.main", "--reference", str(ref), "--mode", mode,
                    "--prompt", prompt, "--max-tokens", "60", "--screenshot", str(OUT / name), *extra]
             proc = subprocess.run(cmd, env=env, cwd=ROOT)
