@@ -37,6 +37,10 @@ VARIANTS: dict[str, dict] = {
     "blip-scored": {"mode": "blip", "blip_choice": "scored"},
     "guide-adaptive": {"mode": "guide", "gamma_min": 1.0, "gamma_max": 3.0, "threshold": 1.5},
     "guide-adaptive-0-3": {"mode": "guide", "gamma_min": 0.0, "gamma_max": 3.0, "threshold": 1.0},
+    "guide-adaptive-1.5-2.5": {"mode": "guide", "gamma_min": 1.5, "gamma_max": 2.5, "threshold": 1.5},
+    "guide-adaptive-1.5-3-t3": {"mode": "guide", "gamma_min": 1.5, "gamma_max": 3.0, "threshold": 3.0},
+    "guide-adaptive-1.2-2": {"mode": "guide", "gamma_min": 1.2, "gamma_max": 2.0, "threshold": 1.0},
+    "guide-adaptive-1.5-2-t2": {"mode": "guide", "gamma_min": 1.5, "gamma_max": 2.0, "threshold": 2.0},
 }
 
 

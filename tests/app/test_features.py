@@ -192,8 +192,8 @@ def test_export_pack_errors_are_one_sentence(make_window, paris_file, tmp_path):
 
 # -- long sessions ---------------------------------------------------------------------------------
 def test_many_repaints_do_not_abort_the_studio(tmp_path):
-    """PySide6 6.12 on CPython 3.11 drops a reference to None per Python virtual call; without
-    the guard in lantern_studio.app, ~5,000 repaints abort the process (none_dealloc)."""
+    """PySide6 6.12.0 on CPython 3.11 drops a reference to None per Python virtual call, so
+    ~5,000 repaints abort the process (none_dealloc); pyproject excludes that release."""
     import os
     import subprocess
     import sys
