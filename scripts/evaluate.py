@@ -40,6 +40,12 @@ VARIANTS: dict[str, dict] = {
     "guide-adaptive-1.5-2.5": {"mode": "guide", "gamma_min": 1.5, "gamma_max": 2.5, "threshold": 1.5},
     "guide-adaptive-1.5-3-t3": {"mode": "guide", "gamma_min": 1.5, "gamma_max": 3.0, "threshold": 3.0},
     "guide-adaptive-1.2-2": {"mode": "guide", "gamma_min": 1.2, "gamma_max": 2.0, "threshold": 1.0},
+    "guide-adaptive-1.5-3-t1.5": {"mode": "guide", "gamma_min": 1.5, "gamma_max": 3.0, "threshold": 1.5},
+    "guide-adaptive-1.5-2.5-t1": {"mode": "guide", "gamma_min": 1.5, "gamma_max": 2.5, "threshold": 1.0},
+    "guide-adaptive-1.5-2.5-t2.5": {"mode": "guide", "gamma_min": 1.5, "gamma_max": 2.5, "threshold": 2.5},
+    "guide-redo": {"mode": "guide", "gamma": 1.5, "guide_rewind": True},
+    "guide-redo-t2.5": {"mode": "guide", "gamma": 1.5, "guide_rewind": True, "threshold": 2.5},
+    "guide-redo-tok4": {"mode": "guide", "gamma": 1.5, "guide_rewind": True, "rewind": "tokens:4"},
     "guide-adaptive-1.5-2-t2": {"mode": "guide", "gamma_min": 1.5, "gamma_max": 2.0, "threshold": 2.0},
 }
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -497,7 +499,9 @@ class MainWindow(QMainWindow):
 
     # -- model -------------------------------------------------------------------------------
     def load_model(self, model: str | Path | None = None) -> None:
-        threads = int(self.qsettings.value("threads", 0) or 0)
+        # llama.cpp's worker threads spin while they wait: automatic leaves one core to the UI
+        # thread, which would otherwise stall while a run keeps every core busy.
+        threads = int(self.qsettings.value("threads", 0) or 0) or max(1, (os.cpu_count() or 2) - 1)
         self.session.load(model or self.qsettings.value("defaultModel") or None, EngineSettings(n_threads=threads))
 
     def _on_model_loading(self, name: str) -> None:

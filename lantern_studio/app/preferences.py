@@ -49,7 +49,7 @@ class PreferencesDialog(QDialog):
         font_row.addWidget(self.font_family, 1)
         font_row.addWidget(self.font_size)
         self.threads = QSpinBox(minimum=0, maximum=256, value=int(s.value("threads", 0) or 0))
-        self.threads.setSpecialValueText("automatic (one per core)")
+        self.threads.setSpecialValueText("automatic (all cores but one)")
         self.chunk = QSpinBox(minimum=1, maximum=512, value=preferred_chunk(s))
         self.chunk.setToolTip("Tokens the sidecar scores per batch (LoopSettings.chunk) when a reference does "
                               "not set it.")

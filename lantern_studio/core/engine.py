@@ -333,6 +333,8 @@ class _Run:
         self.late_decision: Decision | None = None  # from a flush: acted on at end of turn
         self.echo: list[list[int]] = []  # token forms of the last blip text
         self.since_blip: list[int] = []
+        self.boost = False  # guide_rewind: redo the current sentence at 2·γ
+        self.banned: dict[int, set[int]] = {}  # answer position -> tokens a rule ruled out
 
     # -- the driver -----------------------------------------------------------------------
     def events(self) -> Iterator[Event]:
@@ -356,6 +358,10 @@ class _Run:
                     if self.late_decision is not None and self.picker is not None:
                         decision, self.late_decision = self.late_decision, None
                         yield from self._act(decision, None)
+                        continue
+                    if self.late_decision is not None and self.mode == "guide":
+                        self.late_decision = None
+                        yield from self._redo(None)
                         continue
                     stop = "end_of_turn"
                     break
@@ -389,8 +395,14 @@ class _Run:
             return self.sampler.pick(self._without_echo(self.plant_row)), None
         assert self.ref_row is not None
         gamma = self.controller.guide_gamma() if self.loop.adaptive_guide else self.loop.gamma
-        ref = log_softmax(self.ref_row)
-        return self.sampler.pick(guided(self.plant_row, ref, gamma)), gamma
+        if self.boost:
+            gamma *= 2.0
+        scores = guided(self.plant_row, log_softmax(self.ref_row), gamma)
+        banned = self.banned.get(len(self.answer))
+        if banned:
+            scores = scores.copy()
+            scores[list(banned)] = -np.inf
+        return self.sampler.pick(scores), gamma
 
     def _without_echo(self, scores: np.ndarray) -> np.ndarray:
         """Small models tend to read a blip back verbatim; after the first copied token the
@@ -437,10 +449,14 @@ class _Run:
         hit = self._detect(piece)
         if hit is not None:
             yield hit
-            if self.mode == "blip":
+            if self.mode == "blip" or (self.mode == "guide" and self.loop.guide_rewind):
                 decision = self.controller.detector(hit.source_id, hit.match) or decision
+        if self.boost and SENTENCE_END.search(piece + " "):
+            self.boost = False
         if decision is not None and self.picker is not None:
             yield from self._act(decision, hit)
+        elif decision is not None and self.mode == "guide":
+            yield from self._redo(hit)
 
     def _score(self, rows: np.ndarray) -> tuple[list[TokenEvent], Decision | None]:
         """Score the pending tokens with the held sidecar row and the new chunk's rows, and
@@ -478,6 +494,8 @@ class _Run:
         yield from scored
 
     def _control(self, ev: TokenEvent) -> Decision | None:
+        if self.mode == "guide" and self.loop.guide_rewind:
+            return self.controller.step(ev.error or 0.0)
         if self.mode == "blip":
             decision = self.controller.step(ev.error or 0.0)
             ev.control = self.controller.last_signal
@@ -522,6 +540,22 @@ class _Run:
         self.n_blips += 1
         yield BlipEvent(index=self.n_emitted, text=candidate.text, source_id=candidate.id,
                         reason=decision.reason, rewound=count)
+
+    def _redo(self, hit: RuleHit | None) -> Iterator[Event]:
+        """Guide mode's loop: take the drifting sentence back and write it again at 2·γ; after
+        a rule hit, the token that began the forbidden text is ruled out at its position."""
+        yield from self._flush()
+        self.late_decision = None
+        count = self._rewind_count(hit)
+        if count <= 0:
+            return
+        if hit is not None:
+            first = len(self.answer) - self._tokens_after(len(self.text) - len(hit.match), len(self.answer))
+            if first < len(self.answer):
+                self.banned.setdefault(first, set()).add(self.answer[first])
+        yield from self.rewind(count)
+        self.controller.fire()
+        self.boost = True
 
     def _rewind_count(self, hit: RuleHit | None) -> int:
         """How many answer tokens the loop takes back before a blip."""

@@ -54,6 +54,7 @@ class LoopSettings:
     gamma: float = 1.5
     gamma_min: float = 0.0
     gamma_max: float = 0.0
+    guide_rewind: bool = False  # guide mode: the controller rewinds drift and redoes it at 2·γ
     chunk: int = 8
 
     def __post_init__(self) -> None:
@@ -120,6 +121,9 @@ def loop_overrides(data: dict[str, Any]) -> dict[str, Any]:
         elif expected in ("int", int):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise SettingsError(f"Loop setting {key!r} must be a whole number, not {value!r}.")
+        elif expected in ("bool", bool):
+            if not isinstance(value, bool):
+                raise SettingsError(f"Loop setting {key!r} must be true or false, not {value!r}.")
         elif expected in ("str", str):
             if not isinstance(value, str):
                 raise SettingsError(f"Loop setting {key!r} must be text, not {value!r}.")
