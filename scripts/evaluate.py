@@ -23,36 +23,31 @@ from lantern_studio.paths import references_dir
 
 # label -> loop overrides (applied over LoopSettings(), not the reference's own loop block,
 # so every reference is measured under the same settings).
+FIXED = {"gamma_min": 0.0, "gamma_max": 0.0}  # adaptive guidance off: γ = gamma
 VARIANTS: dict[str, dict] = {
     "none": {"mode": "none"},
     "prompt": {"mode": "prompt"},
-    "guide-1.5": {"mode": "guide", "gamma": 1.5},
-    "guide-2": {"mode": "guide", "gamma": 2.0},
-    "guide-3": {"mode": "guide", "gamma": 3.0},
-    "blip": {"mode": "blip"},
-    "blip-inline": {"mode": "blip", "blip_style": "inline-note"},
-    "blip-t1": {"mode": "blip", "threshold": 1.0},
-    "blip-t2.5": {"mode": "blip", "threshold": 2.5},
-    "blip-tok4": {"mode": "blip", "rewind": "tokens:4"},
-    "blip-scored": {"mode": "blip", "blip_choice": "scored"},
-    "guide-adaptive": {"mode": "guide", "gamma_min": 1.0, "gamma_max": 3.0, "threshold": 1.5},
-    "guide-adaptive-0-3": {"mode": "guide", "gamma_min": 0.0, "gamma_max": 3.0, "threshold": 1.0},
-    "guide-adaptive-1.5-2.5": {"mode": "guide", "gamma_min": 1.5, "gamma_max": 2.5, "threshold": 1.5},
-    "guide-adaptive-1.5-3-t3": {"mode": "guide", "gamma_min": 1.5, "gamma_max": 3.0, "threshold": 3.0},
+    "observe": {"mode": "observe"},
+    "guide-1.5": {"mode": "guide", "gamma": 1.5, **FIXED},
+    "guide-2": {"mode": "guide", "gamma": 2.0, **FIXED},
+    "guide-3": {"mode": "guide", "gamma": 3.0, **FIXED},
+    "blip-system-turn": {"mode": "blip", "blip_style": "system-turn"},
+    "blip-inline-note": {"mode": "blip", "blip_style": "inline-note"},
+    "blip-inline-scored": {"mode": "blip", "blip_style": "inline-note", "blip_choice": "scored"},
+    "guide-adaptive": {"mode": "guide", "gamma_min": 1.5, "gamma_max": 2.5, "threshold": 1.5},
     "guide-adaptive-1.2-2": {"mode": "guide", "gamma_min": 1.2, "gamma_max": 2.0, "threshold": 1.0},
-    "guide-adaptive-1.5-3-t1.5": {"mode": "guide", "gamma_min": 1.5, "gamma_max": 3.0, "threshold": 1.5},
-    "guide-adaptive-1.5-2.5-t1": {"mode": "guide", "gamma_min": 1.5, "gamma_max": 2.5, "threshold": 1.0},
-    "guide-adaptive-1.5-2.5-t2.5": {"mode": "guide", "gamma_min": 1.5, "gamma_max": 2.5, "threshold": 2.5},
-    "guide-redo": {"mode": "guide", "gamma": 1.5, "guide_rewind": True},
-    "guide-redo-t2.5": {"mode": "guide", "gamma": 1.5, "guide_rewind": True, "threshold": 2.5},
-    "guide-redo-tok4": {"mode": "guide", "gamma": 1.5, "guide_rewind": True, "rewind": "tokens:4"},
-    "guide-adaptive-1.5-2-t2": {"mode": "guide", "gamma_min": 1.5, "gamma_max": 2.0, "threshold": 2.0},
+    "guide-adaptive-1.5-3-t3": {"mode": "guide", "gamma_min": 1.5, "gamma_max": 3.0, "threshold": 3.0},
+    "guide-redo": {"mode": "guide", "gamma": 1.5, **FIXED, "guide_rewind": True},
 }
+DEFAULT_VARIANTS = ("none,prompt,observe,guide-1.5,guide-2,guide-3,blip-system-turn,blip-inline-note,"
+                    "guide-adaptive,guide-adaptive-1.2-2,guide-adaptive-1.5-3-t3")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--variants", default="none,prompt,guide-1.5,guide-2,guide-3,blip,guide-adaptive")
+    ap.add_argument("--variants", default=DEFAULT_VARIANTS)
+    ap.add_argument("--merge", nargs="*", default=None, metavar="JSON",
+                    help="only write the report from these result files (runs nothing)")
     ap.add_argument("--max-tokens", type=int, default=120)
     ap.add_argument("--model", default=None)
     ap.add_argument("--out", default="docs/evaluation")
@@ -67,6 +62,14 @@ def main() -> int:
         return 2
     paths = [Path(p) for p in args.references] if args.references else sorted(references_dir().glob("*.md"))
     refs = [load_reference(p) for p in paths]
+    if args.merge is not None:
+        merged: dict = {}
+        for name in args.merge:
+            merged.update(json.loads(Path(name).read_text()))
+        ordered = {k: merged[k] for k in labels if k in merged}
+        Path(args.out + ".json").write_text(json.dumps(ordered, indent=1, ensure_ascii=False))
+        write_markdown(ordered, refs, Path(args.out + ".md"), args.max_tokens)
+        return 0
     sampling = SamplingSettings(temperature=0.0, seed=0, max_tokens=args.max_tokens)
     out_json = Path(args.out + ".json")
     results = json.loads(out_json.read_text()) if out_json.exists() else {}

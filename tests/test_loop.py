@@ -23,8 +23,9 @@ def test_guide_gamma_zero_is_the_plant_and_gamma_one_is_prompt_mode(engine, conf
     none = run(engine, conflict_reference, prompt, mode="none")
     observe = run(engine, conflict_reference, prompt, mode="observe")
     prompted = run(engine, conflict_reference, prompt, mode="prompt")
-    g0 = run(engine, conflict_reference, prompt, mode="guide", gamma=0.0)
-    g1 = run(engine, conflict_reference, prompt, mode="guide", gamma=1.0)
+    fixed = {"gamma_min": 0.0, "gamma_max": 0.0}  # adaptive guidance off
+    g0 = run(engine, conflict_reference, prompt, mode="guide", gamma=0.0, **fixed)
+    g1 = run(engine, conflict_reference, prompt, mode="guide", gamma=1.0, **fixed)
     ids = lambda tr: [t.token_id for t in tr.tokens]  # noqa: E731
     assert ids(g0) == ids(none) == ids(observe)
     assert ids(g1) == ids(prompted)
@@ -48,7 +49,7 @@ def test_blip_mode_fires_on_a_conflict_and_keeps_blips_out_of_the_answer(engine,
     # The blip text went to the plant's context, never to the answer.
     for blip in blips:
         assert blip.text not in tr.answer
-    blip_tokens = engine.blip_tokens(blips[-1].text, "system-turn")
+    blip_tokens = engine.blip_tokens(blips[-1].text, LoopSettings().blip_style)
     plant = engine.backend.tokens(PLANT)
     assert any(plant[k:k + len(blip_tokens)] == blip_tokens for k in range(len(plant)))
     # With max_blips reached, a later Paris is only reported, never answered by a blip.
