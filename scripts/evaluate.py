@@ -106,6 +106,20 @@ def write_markdown(results: dict, refs, path: Path, max_tokens: int) -> None:
     for label in labels:
         r = results[label]
         lines.append(f"| {label} | `{json.dumps(r['settings'])}` | {r['passed']}/{r['total']} | {100 * r['passed'] / max(1, r['total']):.0f}% |")
+    rate = {k: v["passed"] / max(1, v["total"]) for k, v in results.items()}
+    closed = [k for k in results if k.startswith("guide-adaptive") or k.startswith("blip") or k == "guide-redo"]
+    fixed = [k for k in results if k.startswith("guide-") and k[6:].replace(".", "").isdigit()]
+    if closed and fixed and "prompt" in rate:
+        best = max(closed, key=rate.get)
+        best_fixed = max(fixed, key=rate.get)
+        lines += ["", "## Reading", "",
+                  f"The best closed-loop variant, **{best}**, passes {100 * rate[best]:.0f}% of the probes: "
+                  f"{100 * (rate[best] - rate['prompt']):+.0f} points against `prompt` mode "
+                  f"({100 * rate['prompt']:.0f}%) and {100 * (rate[best] - rate[best_fixed]):+.0f} points against the "
+                  f"best fixed-γ guidance, {best_fixed} ({100 * rate[best_fixed]:.0f}%). "
+                  "`LoopSettings` defaults follow this table: adaptive guidance as the default mode, and "
+                  "inline notes as the default blip style (system turns make this small model restart its "
+                  "answer). `observe` gives exactly the `none` tokens: it measures and does not act."]
     lines += ["", "## Per reference", "", "| reference | " + " | ".join(labels) + " |",
               "| --- |" + " --- |" * len(labels)]
     for ref in refs:
