@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import fields
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QLabel, QLineEdit, QPushButton, QSpinBox,
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QLabel, QLineEdit, QPushButton, QSpinBox,
                                QVBoxLayout, QWidget)
 
 from lantern_studio.core.errors import SettingsError
@@ -26,6 +26,7 @@ TIPS = {
     "gamma": "Guide mode strength.",
     "gamma_min": "Adaptive guide: lowest strength.",
     "gamma_max": "Adaptive guide: highest strength (above gamma_min enables adaptation).",
+    "guide_rewind": "Guide mode: when the controller fires, take the drifting sentence back and write it again at 2·γ.",
     "chunk": "Tokens the sidecar scores per batch.",
 }
 
@@ -60,6 +61,9 @@ class LoopPanel(QWidget):
                 w.addItems(["none", "sentence", "tokens:4", "tokens:8"])
                 w.lineEdit().editingFinished.connect(lambda n=name, w=w: self._set(n, w.currentText().strip()))
                 w.activated.connect(lambda _i, n=name, w=w: self._set(n, w.currentText().strip()))
+            elif isinstance(value, bool):
+                w = QCheckBox()
+                w.toggled.connect(lambda v, n=name: self._set(n, bool(v)))
             elif isinstance(value, float):
                 w = QDoubleSpinBox()
                 w.setRange(-100.0, 100.0)
@@ -100,6 +104,8 @@ class LoopPanel(QWidget):
                 if w.findText(str(value)) < 0:
                     w.addItem(str(value))
                 w.setCurrentText(str(value))
+            elif isinstance(w, QCheckBox):
+                w.setChecked(bool(value))
             else:
                 w.setValue(value)  # type: ignore[attr-defined]
             w.blockSignals(False)
