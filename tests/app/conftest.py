@@ -33,7 +33,9 @@ Answer questions about geography for school children. Be brief and accurate.
 
 @pytest.fixture(autouse=True)
 def _isolated_dirs(tmp_path, monkeypatch):
-    """Data, config and QSettings under tmp_path: tests never touch the user's files."""
+    """Data, config and QSettings under tmp_path: tests never touch the user's files. The
+    models stay where they are installed, for the studio runs started in subprocesses."""
+    monkeypatch.setenv("LANTERN_MODELS_DIR", str(models.models_dir()))
     monkeypatch.setenv("LANTERN_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("LANTERN_CONFIG_DIR", str(tmp_path / "config"))
     from lantern_studio.app.main import configure_settings
