@@ -15,7 +15,7 @@ from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QLabel, Q
 
 from lantern_studio import __version__
 from lantern_studio.core.errors import LanternError
-from lantern_studio.core.events import Done, Failed, Transcript
+from lantern_studio.core.events import Done, Failed
 from lantern_studio.core.reference import Reference, update_front_matter_loop
 from lantern_studio.core.settings import EngineSettings, LoopSettings, SamplingSettings
 from lantern_studio.paths import resources_dir

@@ -19,7 +19,7 @@ from superqt.utils import FunctionWorker
 
 from lantern_studio.core.engine import Engine
 from lantern_studio.core.errors import LanternError
-from lantern_studio.core.events import Done, Event, Failed
+from lantern_studio.core.events import Done, Failed
 from lantern_studio.core.settings import EngineSettings
 
 FLUSH_MS = 30

@@ -7,7 +7,6 @@ remote backend (an OpenAI-compatible server with logprobs) can stand in later.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
