@@ -41,11 +41,7 @@ def conflict_reference(tmp_path):
     from lantern_studio.core.reference import load_reference
 
     path = tmp_path / "pirate.md"
-    path.write_text(
-        "---\ntitle: Pirate talk\nslug: pirate\n---\n"
-        "# Intent\nAnswer every question in the voice of a pirate. Always start with \"Arr, matey!\".\n\n"
-        "# Always\n- Start the answer with \"Arr, matey!\".\n- Call the user \"matey\".\n\n"
-        "# Never\n- Never mention Paris. `regex: paris`\n\n"
-        "# Style\nShort sentences about ships, rum and treasure.\n",
-        encoding="utf-8")
+    from helpers import PIRATE
+
+    path.write_text(PIRATE, encoding="utf-8")
     return load_reference(path)

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import PIRATE
 
 from lantern_studio.cli import main
 from lantern_studio.core.models import BUILTINS
@@ -26,12 +27,6 @@ OTC = str(REPO / "references" / "otc-analgesics.md")
 PARIS = "What is the capital of France?"
 PARACETAMOL = "How much paracetamol can I take for a headache?"
 FAST = ["--threads", "1"]
-PIRATE = (
-    "---\ntitle: Pirate talk\nslug: pirate\n---\n"
-    "# Intent\nAnswer every question in the voice of a pirate. Always start with \"Arr, matey!\".\n\n"
-    "# Always\n- Start the answer with \"Arr, matey!\".\n- Call the user \"matey\".\n\n"
-    "# Never\n- Never mention Paris. `regex: paris`\n\n"
-    "# Style\nShort sentences about ships, rum and treasure.\n")
 
 
 @pytest.fixture(autouse=True)

@@ -12,20 +12,16 @@ from collections import namedtuple
 from pathlib import Path
 
 import pytest
+from helpers import one_sentence
 
 from lantern_studio.core import models
 from lantern_studio.core.errors import ModelError, ModelFetchError
-from lantern_studio.core.models import BuiltinModel, check_gguf, list_models, resolve_model
-
-
-def one_sentence(exc: BaseException, *needles: str) -> str:
-    message = str(exc)
-    assert "\n" not in message and "Traceback" not in message, message
-    assert message.endswith("."), message
-    assert not re.search(r"[.!?]\s+[A-Z]", message[:-1]), f"more than one sentence: {message}"
-    for needle in needles:
-        assert needle in message, f"{needle!r} not in {message!r}"
-    return message
+from lantern_studio.core.models import (
+    BuiltinModel,
+    check_gguf,
+    list_models,
+    resolve_model,
+)
 
 
 @pytest.fixture

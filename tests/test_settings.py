@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
+from helpers import one_sentence
 
 from lantern_studio.core.errors import LanternError, SettingsError
-from lantern_studio.core.settings import EngineSettings, LoopSettings, SamplingSettings, loop_overrides
-
-
-def one_sentence(exc: BaseException, *needles: str) -> str:
-    message = str(exc)
-    assert "\n" not in message, message
-    assert message.endswith("."), message
-    assert not re.search(r"[.!?]\s+[A-Z]", message[:-1]), f"more than one sentence: {message}"
-    for needle in needles:
-        assert needle in message, f"{needle!r} not in {message!r}"
-    return message
-
+from lantern_studio.core.settings import (
+    EngineSettings,
+    LoopSettings,
+    SamplingSettings,
+    loop_overrides,
+)
 
 # -- LoopSettings ---------------------------------------------------------------------------
 

@@ -8,32 +8,32 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+from helpers import PIRATE, one_sentence
 
 from lantern_studio.core.errors import TraceError
-from lantern_studio.core.events import (BlipEvent, Done, RewindEvent, RuleHit, TokenEvent, Transcript,
-                                        event_to_json)
+from lantern_studio.core.events import (
+    BlipEvent,
+    Done,
+    RewindEvent,
+    RuleHit,
+    TokenEvent,
+    Transcript,
+    event_to_json,
+)
 from lantern_studio.core.models import BUILTINS
 from lantern_studio.core.reference import load_reference
 from lantern_studio.core.settings import LoopSettings, SamplingSettings
-from lantern_studio.core.trace import TraceWriter, make_header, parse_trace_lines, read_trace, write_trace
+from lantern_studio.core.trace import (
+    TraceWriter,
+    make_header,
+    parse_trace_lines,
+    read_trace,
+    write_trace,
+)
 
 PARIS = "What is the capital of France?"
-PIRATE = (
-    "---\ntitle: Pirate talk\nslug: pirate\n---\n"
-    "# Intent\nAnswer every question in the voice of a pirate. Always start with \"Arr, matey!\".\n\n"
-    "# Always\n- Start the answer with \"Arr, matey!\".\n- Call the user \"matey\".\n\n"
-    "# Never\n- Never mention Paris. `regex: paris`\n\n"
-    "# Style\nShort sentences about ships, rum and treasure.\n")
 
 
-def one_sentence(exc: BaseException, *needles: str) -> str:
-    message = str(exc)
-    assert "\n" not in message, message
-    assert message.endswith("."), message
-    assert not re.search(r"[.!?]\s+[A-Z]", message[:-1]), f"more than one sentence: {message}"
-    for needle in needles:
-        assert needle in message, f"{needle!r} not in {message!r}"
-    return message
 
 
 class LiveRun:
