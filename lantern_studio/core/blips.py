@@ -82,7 +82,7 @@ class BlipPicker:
         if not continuation:
             return None
         shortlist = ranked[:slots]
-        plant_len = len(b.tokens(PLANT))
+        plant_len = b.length(PLANT)
         feeds, lengths = [], []
         for i, cand in enumerate(shortlist):
             seq = FIRST_SCRATCH + 1 + i

@@ -386,7 +386,7 @@ class _Run:
             "prompt_tokens": len(self.plant_prompt), "sidecar_prompt_tokens": len(self.sidecar_prompt),
             "elapsed_s": time.perf_counter() - t0, "generation_s": elapsed,
             "tokens_per_s": self.n_emitted / elapsed if elapsed > 0 else 0.0,
-            "context_used": sum(len(self.b.tokens(s)) for s in (PLANT, SIDECAR)),
+            "context_used": self.b.length(PLANT) + self.b.length(SIDECAR),
             "context_size": self.b.n_ctx}))
 
     def _choose(self) -> tuple[int, float | None]:
@@ -432,7 +432,7 @@ class _Run:
         self.n_emitted += 1
         self.answer.append(token)
         self.answer_events.append(ev)
-        self.answer_plant_pos.append(len(self.b.tokens(PLANT)))
+        self.answer_plant_pos.append(self.b.length(PLANT))
         self.text += piece
         if self.uses_sidecar:
             self.pending.append((ev, self.plant_row))
