@@ -32,6 +32,7 @@ TOP_N = 5
 SCORE_WINDOW = 64  # answer tokens per batch when scoring given text: bounds logits memory
 SENTENCE_END = re.compile(r"[.!?:;]\s|\n")
 MAX_SENTENCE_REWIND = 48
+NOTE_OPEN = " (Note: "  # how an inline-note blip opens
 
 
 @dataclass
@@ -121,7 +122,7 @@ class Engine:
             tail = rendered[at + len(marker):] if at >= 0 else ""
             if text in tail:  # the template really opened a system turn after the partial answer
                 return self.backend.tokenize(tail, special=True)
-        return self.backend.tokenize(f" (Note: {text.strip()}) ", special=False)
+        return self.backend.tokenize(f"{NOTE_OPEN}{text.strip()}) ", special=False)
 
     @staticmethod
     def _with_bos(bos: list[int], tokens: list[int]) -> list[int]:
@@ -535,6 +536,10 @@ class _Run:
         text = candidate.text.strip()
         self.echo = ([self.e.tokenize_answer(text), self.e.tokenize_answer(" " + text)]
                      if candidate.kind == "never" else [])
+        if self.loop.blip_style == "inline-note":
+            # The note's wrapper read back into the answer is never wanted.
+            for opening in (NOTE_OPEN, NOTE_OPEN.lower(), NOTE_OPEN.upper()):
+                self.echo += [self.e.tokenize_answer(opening.strip()), self.e.tokenize_answer(opening)]
         self.since_blip = []
         self.controller.fire()
         self.n_blips += 1
