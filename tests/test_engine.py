@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -38,14 +40,59 @@ def test_chunked_scoring_equals_per_token_scoring(engine, conflict_reference):
     assert np.abs(ref_a).max() > 0  # the scores are real, not a default
 
 
+@pytest.fixture(scope="module")
+def long_reference():
+    """A shipped sample: with it the context holds more than 512 cells, where llama.cpp's
+    f16 attention would switch kernels between a single token and a chunk."""
+    from lantern_studio.core.reference import load_reference
+
+    return load_reference(Path(__file__).resolve().parents[1] / "references" / "otc-analgesics.md")
+
+
+def test_chunked_scoring_is_exact_with_a_long_reference(engine, long_reference):
+    a = run(engine, long_reference, chunk=8)
+    b = run(engine, long_reference, chunk=1)
+    assert a.done.stats["sidecar_prompt_tokens"] + len(a.tokens) > 512
+    assert [t.token_id for t in a.tokens] == [t.token_id for t in b.tokens]
+    assert max(abs(x.logp_ref - y.logp_ref) for x, y in zip(a.tokens, b.tokens)) <= 1e-4
+
+
+def test_the_plant_is_the_same_whatever_the_sidecar_holds(engine, long_reference):
+    alone = run(engine, None, mode="none")
+    beside = run(engine, long_reference, mode="observe")
+    assert [t.token_id for t in alone.tokens] == [t.token_id for t in beside.tokens]
+    assert max(abs(x.logp_plant - y.logp_plant) for x, y in zip(alone.tokens, beside.tokens)) <= 1e-4
+
+
+def test_one_batch_for_two_sequences_gives_the_logits_of_two(engine, long_reference):
+    from lantern_studio.core.reference import render_reference
+
+    b = engine.backend
+    plant = engine.conversation("", PROMPT)
+    sidecar = engine.conversation(render_reference(long_reference), PROMPT)
+    answer = engine.tokenize_answer("Keep a regular bedtime and a dark, quiet room.")
+    engine.clear_scratch()
+    b.truncate(PLANT, 0)
+    b.truncate(SIDECAR, 0)
+    b.forward([Feed(PLANT, plant, None), Feed(SIDECAR, sidecar, None)])
+    together = b.forward([Feed(PLANT, answer[:1], 0), Feed(SIDECAR, answer, 0)])
+    b.truncate(PLANT, len(plant))
+    b.truncate(SIDECAR, len(sidecar))
+    alone_plant = b.forward([Feed(PLANT, answer[:1], 0)])[0]
+    alone_sidecar = b.forward([Feed(SIDECAR, answer, 0)])[0]
+    assert np.array_equal(together[0], alone_plant)
+    assert np.array_equal(together[1], alone_sidecar)
+
+
 def test_plant_logprobs_match_llama_cpp_high_level_api(engine, model_path):
-    from llama_cpp import Llama
+    from llama_cpp import GGML_TYPE_Q8_0, Llama
 
     tr = run(engine, None, mode="none")
     prompt_tokens = engine.conversation("", PROMPT)
     answer = [t.token_id for t in tr.tokens]
-    # Same attention kernel and batch path as the engine (flash attention, batches < 64).
-    llm = Llama(model_path=str(model_path), logits_all=True, n_ctx=512, n_batch=32, flash_attn=True, verbose=False)
+    # Same attention set-up as the engine: flash attention on a q8_0 K/V cache.
+    llm = Llama(model_path=str(model_path), logits_all=True, n_ctx=512, n_batch=32, flash_attn=True,
+                type_k=GGML_TYPE_Q8_0, type_v=GGML_TYPE_Q8_0, verbose=False)
     try:
         llm.eval(prompt_tokens + answer)
         scores = np.asarray(llm.scores[: len(prompt_tokens) + len(answer)])
@@ -91,8 +138,10 @@ def test_injection_reaches_the_plant_not_the_answer(engine, conflict_reference):
     rest = list(events)
     tr = Transcript().extend(first + rest)
     assert isinstance(rest[-1], Done)
-    assert "Remember to mention" not in tr.answer
+    # The answer is the sampled tokens only; the plant's context holds them around the blip.
+    # (The model may well say what the blip said: that is it steering, not the blip leaking.)
     answer_ids = [t.token_id for t in tr.tokens]
+    assert engine.backend.tokens(PLANT) == r.plant_prompt + answer_ids[:3] + blip + answer_ids[3:]
     assert all(answer_ids[k:k + len(blip)] != blip for k in range(len(answer_ids)))
 
 

@@ -185,7 +185,7 @@ def test_sampling_settings_greedy_and_ints_for_floats():
 @pytest.mark.parametrize("name, value", [
     ("n_ctx", 255), ("n_ctx", 4096.0), ("n_ctx", (1 << 20) + 1),
     ("n_threads", -1), ("n_threads", 1025), ("n_threads", True),
-    ("n_batch", 0), ("n_batch", 64), ("n_batch", 49),
+    ("n_batch", 0), ("n_batch", 257), ("n_batch", 32.0),
     ("extra_sequences", -1), ("extra_sequences", 63),
 ])
 def test_engine_settings_reject_bad_values(name, value):
@@ -194,7 +194,7 @@ def test_engine_settings_reject_bad_values(name, value):
     one_sentence(info.value, f"'{name}'")
 
 
-def test_engine_settings_defaults_keep_batches_below_the_kernel_switch():
+def test_engine_settings_defaults_and_limits():
     s = EngineSettings()
-    assert s.n_batch < 64 and s.n_ctx >= 256 and s.n_threads == 0
-    assert EngineSettings(n_ctx=256, n_batch=48, extra_sequences=62).n_batch == 48
+    assert s.n_batch == 32 and s.n_ctx >= 256 and s.n_threads == 0
+    assert EngineSettings(n_ctx=256, n_batch=256, extra_sequences=62).n_batch == 256

@@ -148,9 +148,9 @@ class LlamaCppBackend:
         """Append each feed's tokens to its sequence and return, per feed, a (k, n_vocab)
         float32 copy of the logits rows asked for (or k log-probs when ``targets`` is set).
 
-        Each feed is decoded in batches of its own: llama.cpp gives different logits when one
-        batch mixes sequences (measured: up to 1.3 nats on this build), and a sequence must
-        score the same whatever else the context is doing.
+        The feeds share batches of up to n_batch tokens: the plant's next token and the
+        sidecar's chunk cost one decode. The context is set up so that this changes no
+        logit (see LlamaContext): a sequence scores the same whatever else is decoded.
         """
         total = sum(len(f.tokens) for f in feeds)
         if self.used_cells() + total > self.n_ctx:
@@ -158,7 +158,44 @@ class LlamaCppBackend:
                 f"The run needs {self.used_cells() + total} tokens of context but the model's context holds {self.n_ctx}.")
         if self._holes:
             self.compact()
-        return [self._forward_one(feed) for feed in feeds]
+        outs = [np.empty(self._n_wanted(f), dtype=np.float32) if f.targets is not None
+                else np.empty((self._n_wanted(f), self.n_vocab), dtype=np.float32) for f in feeds]
+        filled = [0] * len(feeds)
+        wanted: list[tuple[int, int]] = []  # (index in the batch, feed)
+        batch = self._batch
+
+        def decode() -> None:
+            self._decode()
+            for bi, fi in wanted:
+                row = self._ctx.logits(bi)
+                targets = feeds[fi].targets
+                if targets is None:
+                    outs[fi][filled[fi]] = row
+                else:  # only log p(target): no copy of the whole row
+                    m = row.max()
+                    outs[fi][filled[fi]] = row[targets[filled[fi]]] - (m + np.log(np.exp(row - m).sum(dtype=np.float64)))
+                filled[fi] += 1
+            wanted.clear()
+            batch.clear()
+
+        batch.clear()
+        for fi, feed in enumerate(feeds):
+            seq_tokens = self._seqs[feed.seq]
+            for ti, token in enumerate(feed.tokens):
+                if batch.n_tokens == batch.capacity:
+                    decode()
+                want = feed.logits_from is not None and ti >= feed.logits_from
+                bi = batch.add(int(token), len(seq_tokens), feed.seq, want)
+                seq_tokens.append(int(token))
+                if want:
+                    wanted.append((bi, fi))
+        if batch.n_tokens:
+            decode()
+        return outs
+
+    @staticmethod
+    def _n_wanted(feed: Feed) -> int:
+        return 0 if feed.logits_from is None else max(0, len(feed.tokens) - feed.logits_from)
 
     def compact(self) -> None:
         """Lay every sequence's cells out again in position order, without holes.
@@ -179,34 +216,6 @@ class LlamaCppBackend:
         self._ctx.clear()
         for s, data in states:
             self._ctx.set_seq_state(s, data)
-
-    def _forward_one(self, feed: Feed) -> np.ndarray:
-        n_want = 0 if feed.logits_from is None else max(0, len(feed.tokens) - feed.logits_from)
-        out = (np.empty(n_want, dtype=np.float32) if feed.targets is not None
-               else np.empty((n_want, self.n_vocab), dtype=np.float32))
-        filled = 0
-        seq_tokens = self._seqs[feed.seq]
-        batch = self._batch
-        for start in range(0, len(feed.tokens), batch.capacity):
-            batch.clear()
-            wanted: list[int] = []
-            for ti in range(start, min(start + batch.capacity, len(feed.tokens))):
-                want = feed.logits_from is not None and ti >= feed.logits_from
-                bi = batch.add(int(feed.tokens[ti]), len(seq_tokens), feed.seq, want)
-                seq_tokens.append(int(feed.tokens[ti]))
-                if want:
-                    wanted.append(bi)
-            self._decode()
-            for bi in wanted:
-                row = self._ctx.logits(bi)
-                if feed.targets is None:
-                    out[filled] = row
-                else:  # only log p(target): no copy of the whole row
-                    m = row.max()
-                    out[filled] = row[feed.targets[filled]] - (m + np.log(np.exp(row - m).sum(dtype=np.float64)))
-                filled += 1
-        batch.clear()
-        return out
 
     def _decode(self) -> None:
         try:

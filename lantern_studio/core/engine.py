@@ -342,9 +342,13 @@ class _Run:
         t0 = time.perf_counter()
         self.e.clear_scratch()
         self.e.check_fits(self.plant_prompt, self.sidecar_prompt)
-        self.plant_row = log_softmax(self.b.forward([self.e.prefill(PLANT, self.plant_prompt)])[0][-1])
+        feeds = [self.e.prefill(PLANT, self.plant_prompt)]
         if self.uses_sidecar:
-            self.ref_row = self.b.forward([self.e.prefill(SIDECAR, self.sidecar_prompt)])[0][-1].copy()
+            feeds.append(self.e.prefill(SIDECAR, self.sidecar_prompt))
+        rows = self.b.forward(feeds)
+        self.plant_row = log_softmax(rows[0][-1])
+        if self.uses_sidecar:
+            self.ref_row = rows[1][-1].copy()
         t_gen = time.perf_counter()
         stop = "max_tokens"
         max_emitted = self.sampling.max_tokens * 3  # rewinds may re-emit, but never forever
@@ -439,13 +443,16 @@ class _Run:
             self.pending.append((ev, self.plant_row))
         else:
             yield ev
-        # The plant is always decoded alone, one token per batch: llama.cpp's numerics depend on
-        # the batch's shape, and the plant must give the same tokens whatever the sidecar does.
-        self.plant_row = log_softmax(self.b.forward([Feed(PLANT, [token], 0)])[0][0])
+        # When a chunk is due, the plant's next token and the sidecar's chunk share one decode.
+        feeds = [Feed(PLANT, [token], 0)]
+        due = self.uses_sidecar and len(self.answer) - self.fed >= self.chunk
+        if due:
+            feeds.append(Feed(SIDECAR, self.answer[self.fed:], 0))
+        rows = self.b.forward(feeds)
+        self.plant_row = log_softmax(rows[0][0])
         decision: Decision | None = None
-        if self.uses_sidecar and len(self.answer) - self.fed >= self.chunk:
-            rows = self.b.forward([Feed(SIDECAR, self.answer[self.fed:], 0)])[0]
-            scored, decision = self._score(rows)
+        if due:
+            scored, decision = self._score(rows[1])
             yield from scored
         hit = self._detect(piece)
         if hit is not None:
@@ -625,10 +632,15 @@ class _Run:
     def _refresh_rows(self) -> None:
         """After a rewind without injection, recompute the next-token rows by re-feeding the
         last token of each sequence (its logits were overwritten since)."""
-        if self.plant_row is None:
-            self.plant_row = log_softmax(self.b.forward([self._refeed_last(PLANT)])[0][-1])
-        for feed in self._sidecar_refresh_feed():
-            self.ref_row = self.b.forward([feed])[0][-1].copy()
+        plant = [self._refeed_last(PLANT)] if self.plant_row is None else []
+        sidecar = self._sidecar_refresh_feed()
+        if not plant and not sidecar:
+            return
+        rows = self.b.forward(plant + sidecar)
+        if plant:
+            self.plant_row = log_softmax(rows[0][-1])
+        if sidecar:
+            self.ref_row = rows[-1][-1].copy()
 
     def _rebuild_text(self) -> None:
         self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
