@@ -20,10 +20,23 @@ def log_softmax_rows(logits: np.ndarray) -> np.ndarray:
     return shifted - lse
 
 
+# Entries this far below the maximum are rarely in the top k; the cut is exact either way.
+_TOP_WINDOW = np.float32(12.0)
+
+
 def top_k(logp: np.ndarray, k: int = 5) -> np.ndarray:
-    """Indices of the k largest entries, largest first (argpartition, then a sort of k)."""
-    idx = np.argpartition(logp, -k)[-k:]
-    return idx[np.argsort(logp[idx])[::-1]]
+    """Indices of the k largest entries, largest first.
+
+    A comparison against ``max - 12`` keeps a handful of candidates (a tenth of the cost of
+    argpartition over 49,152 entries, paid twice per token); every entry left out is below
+    every candidate, so when at least k remain they hold the top k exactly.
+    """
+    idx = np.flatnonzero(logp >= logp.max() - _TOP_WINDOW)
+    if len(idx) < k:
+        idx = np.argpartition(logp, -k)[-k:]
+    elif len(idx) > k:
+        idx = idx[np.argpartition(logp[idx], -k)[-k:]]
+    return idx[np.argsort(logp[idx], kind="stable")[::-1]]
 
 
 def divergence(logp_ref: np.ndarray, logp_plant: np.ndarray) -> float:
