@@ -85,14 +85,14 @@ def test_one_batch_for_two_sequences_gives_the_logits_of_two(engine, long_refere
 
 
 def test_plant_logprobs_match_llama_cpp_high_level_api(engine, model_path):
-    from llama_cpp import GGML_TYPE_Q8_0, Llama
+    from llama_cpp import GGML_TYPE_F16, GGML_TYPE_Q8_0, Llama
 
     tr = run(engine, None, mode="none")
     prompt_tokens = engine.conversation("", PROMPT)
     answer = [t.token_id for t in tr.tokens]
-    # Same attention set-up as the engine: flash attention on a q8_0 K/V cache.
+    # Same attention set-up as the engine: flash attention, q8_0 keys, f16 values.
     llm = Llama(model_path=str(model_path), logits_all=True, n_ctx=512, n_batch=32, flash_attn=True,
-                type_k=GGML_TYPE_Q8_0, type_v=GGML_TYPE_Q8_0, verbose=False)
+                type_k=GGML_TYPE_Q8_0, type_v=GGML_TYPE_F16, verbose=False)
     try:
         llm.eval(prompt_tokens + answer)
         scores = np.asarray(llm.scores[: len(prompt_tokens) + len(answer)])

@@ -203,16 +203,18 @@ class LlamaContext:
         # One unified KV buffer: the sequences share cells, so the plant, the sidecar and
         # attribution copies all fit in n_ctx without reserving n_ctx per sequence.
         params.kv_unified = True
-        # Exact scoring needs every logit to be independent of how tokens were batched.
-        # Flash attention with a q8_0 K/V cache takes one kernel path for any batch: with
-        # f16 K/V, llama.cpp's CPU backend splits single-token attention across threads once
-        # 512 cells are in use and tiles batches of 64 or more, and each of those paths sums
-        # in its own order (measured: 0.76 nats between a chunk and single tokens at 600 cells,
-        # 0.46 nats when one batch mixes sequences). With q8_0 all of these agree bit for bit.
-        # The order of a sequence's cells still matters; the backend's compact() keeps it canonical.
+        # Exact scoring needs every logit to be independent of how tokens were batched. With
+        # an f16 K/V cache, llama.cpp's CPU flash attention splits single-token attention
+        # across threads once 512 cells are in use and tiles batches of 64 or more, and each
+        # path sums in its own order (measured: 0.76 nats between a chunk and single tokens
+        # at 600 cells, 0.46 nats when one batch mixes sequences). Those paths need K and V
+        # of one f16/f32 type; a q8_0 K cache keeps every batch on the one per-row kernel,
+        # bit for bit, and an f16 V cache keeps the value sums fast and precise (q8_0 V was
+        # 15% slower on a 9-token batch at 600 cells). The order of a sequence's cells still
+        # matters; the backend's compact() keeps it canonical.
         params.flash_attn_type = C.LLAMA_FLASH_ATTN_TYPE_ENABLED
         params.type_k = C.GGML_TYPE_Q8_0
-        params.type_v = C.GGML_TYPE_Q8_0
+        params.type_v = C.GGML_TYPE_F16
         params.no_perf = True
         # No abort callback: llama.cpp would call back into Python at every graph node
         # (75,000 times in a 128-token run); batches are at most n_batch (32) tokens, so
