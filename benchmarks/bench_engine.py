@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/bench_engine.py [--json] [--threads N]
 
-- steered throughput vs plain greedy decode (observe, chunk-1, blip, guide): `lantern bench`
+- steered throughput vs plain greedy decode (observe, chunk-1, blip, guide): `lantern bench`,
+  with the shipped otc-analgesics reference and with an empty one
 - peak RSS of `lantern run` with the default model (a child process)
 - attribution of n items vs scoring n × output tokens in batch (same answer, same prefix)
 """
@@ -25,7 +26,7 @@ from lantern_studio.core.attribution import attribute, item_spans  # noqa: E402
 from lantern_studio.core.backend import FIRST_SCRATCH, SIDECAR, Feed  # noqa: E402
 from lantern_studio.core.engine import Engine  # noqa: E402
 from lantern_studio.core.events import Transcript  # noqa: E402
-from lantern_studio.core.reference import load_reference  # noqa: E402
+from lantern_studio.core.reference import empty_reference, load_reference  # noqa: E402
 from lantern_studio.core.settings import EngineSettings, LoopSettings, SamplingSettings  # noqa: E402
 
 REFERENCE = REPO / "references" / "otc-analgesics.md"
@@ -84,6 +85,12 @@ def main() -> int:
     engine = Engine.load(None, EngineSettings(n_threads=args.threads))
     out = run_bench(engine, load_reference(REFERENCE), tokens=128, repeats=args.repeats,
                     progress=lambda m: print(f"bench: {m}", file=sys.stderr))
+    # The same runs with an empty reference: the sidecar then holds only the conversation,
+    # which isolates the cost of scoring from the cost of attending over a long reference.
+    floor = run_bench(engine, empty_reference(), tokens=128, repeats=args.repeats, extra_modes=False,
+                      progress=lambda m: print(f"bench (empty reference): {m}", file=sys.stderr))
+    out["empty_reference"] = {k: floor[k] for k in ("sidecar_prompt_tokens", "plain_tok_s", "observe_tok_s",
+                                                    "observe_ratio", "chunk1_tok_s", "chunk1_ratio")}
     out["attribution"] = attribution_ratio(engine)
     engine.close()
     out["lantern_run_max_rss_mb"] = round(run_rss_mb(), 1)

@@ -35,11 +35,12 @@ def plain_decode(engine: Engine, prompt: str, n_tokens: int) -> float:
 
 
 def steered(engine: Engine, reference: Reference | None, loop: LoopSettings, prompt: str,
-            n_tokens: int) -> tuple[float, int]:
+            n_tokens: int) -> dict:
+    """One run's Done stats (tokens_per_s, emitted, sidecar_prompt_tokens, …)."""
     tr = Transcript().extend(engine.run(prompt, reference, loop, SamplingSettings(max_tokens=n_tokens)))
     if tr.failed is not None or tr.done is None:
         raise RuntimeError(tr.failed.message if tr.failed else "the run did not finish")
-    return float(tr.done.stats["tokens_per_s"]), int(tr.done.stats["emitted"])
+    return tr.done.stats
 
 
 def run_bench(engine: Engine, reference: Reference | None, tokens: int = 128, repeats: int = 5,
@@ -56,16 +57,21 @@ def run_bench(engine: Engine, reference: Reference | None, tokens: int = 128, re
         variants["guide"] = LoopSettings(mode="guide", gamma=1.5)
     samples: dict[str, list[float]] = {"plain": [], **{k: [] for k in variants}}
     n = tokens
+    sidecar_prompt = 0
     for r in range(repeats):
         say(f"round {r + 1}/{repeats}")
         for name, loop in variants.items():
-            tps, emitted = steered(engine, reference, loop, BENCH_PROMPT, tokens)
-            samples[name].append(tps)
-            n = min(n, emitted) if name == "observe" else n
+            stats = steered(engine, reference, loop, BENCH_PROMPT, tokens)
+            samples[name].append(float(stats["tokens_per_s"]))
+            if name == "observe":
+                n = min(n, int(stats["emitted"]))
+                sidecar_prompt = int(stats["sidecar_prompt_tokens"])
         samples["plain"].append(plain_decode(engine, BENCH_PROMPT, n))
     med = {k: statistics.median(v) for k, v in samples.items()}
     out = {"model": engine.model_name, "tokens": n, "repeats": repeats,
            "threads": engine.backend.settings.n_threads if hasattr(engine.backend, "settings") else None,
+           # The sidecar attends over its whole prompt, so the ratios fall as the reference grows.
+           "sidecar_prompt_tokens": sidecar_prompt,
            "plain_tok_s": round(med["plain"], 2)}
     for name in variants:
         out[f"{name}_tok_s"] = round(med[name], 2)

@@ -383,6 +383,7 @@ def test_bench_json(lantern):
     for key in ("plain_tok_s", "observe_tok_s", "observe_ratio", "chunk1_tok_s", "chunk1_ratio"):
         assert isinstance(data[key], (int, float)) and data[key] > 0, key
     assert data["observe_ratio"] == pytest.approx(data["observe_tok_s"] / data["plain_tok_s"], rel=0.02)
+    assert data["sidecar_prompt_tokens"] > 300  # the shipped sample reference is in the sidecar
 
 
 # -- argument errors ------------------------------------------------------------------------------
