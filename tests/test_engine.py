@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,19 @@ def test_the_plant_is_the_same_whatever_the_sidecar_holds(engine, long_reference
     beside = run(engine, long_reference, mode="observe")
     assert [t.token_id for t in alone.tokens] == [t.token_id for t in beside.tokens]
     assert max(abs(x.logp_plant - y.logp_plant) for x, y in zip(alone.tokens, beside.tokens)) <= 1e-4
+
+
+def test_scores_do_not_depend_on_the_thread_count(engine, model_path, long_reference):
+    from lantern_studio.core.engine import Engine
+    from lantern_studio.core.settings import EngineSettings
+
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one core: the session engine runs one thread too")
+    with Engine.load(model_path, EngineSettings(n_threads=1)) as single:
+        a = run(single, long_reference)
+    b = run(engine, long_reference)
+    assert [t.token_id for t in a.tokens] == [t.token_id for t in b.tokens]
+    assert max(abs(x.logp_ref - y.logp_ref) for x, y in zip(a.tokens, b.tokens)) <= 1e-4
 
 
 def test_one_batch_for_two_sequences_gives_the_logits_of_two(engine, long_reference):
