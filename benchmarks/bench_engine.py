@@ -90,7 +90,9 @@ def main() -> int:
     floor = run_bench(engine, empty_reference(), tokens=128, repeats=args.repeats, extra_modes=False,
                       progress=lambda m: print(f"bench (empty reference): {m}", file=sys.stderr))
     out["empty_reference"] = {k: floor[k] for k in ("sidecar_prompt_tokens", "plain_tok_s", "observe_tok_s",
-                                                    "observe_ratio", "chunk1_tok_s", "chunk1_ratio")}
+                                                    "observe_ratio", "observe_ratio_range", "observe_decode_ratio",
+                                                    "chunk1_tok_s", "chunk1_ratio", "chunk1_ratio_range",
+                                                    "chunk1_decode_ratio") if k in floor}
     out["attribution"] = attribution_ratio(engine)
     engine.close()
     out["lantern_run_max_rss_mb"] = round(run_rss_mb(), 1)

@@ -19,24 +19,30 @@ from .core.settings import LoopSettings, SamplingSettings
 BENCH_PROMPT = "Write a long, detailed story about a lighthouse keeper who finds a message in a bottle."
 
 
-def plain_decode(engine: Engine, prompt: str, n_tokens: int) -> float:
-    """Greedy decode of exactly ``n_tokens`` on one sequence, no scoring: tokens per second."""
+def plain_decode(engine: Engine, prompt: str, n_tokens: int) -> tuple[float, float]:
+    """Greedy decode of exactly ``n_tokens`` on one sequence, no scoring: (tokens per second,
+    seconds spent inside llama_decode)."""
     b = engine.backend
     tokens = engine.conversation("", prompt)
     engine.clear_scratch()
     b.truncate(1, 0)
     rows = b.forward([engine.prefill(PLANT, tokens)])
     tok = int(np.argmax(rows[0][-1]))
+    d0 = _decode_seconds(engine)
     t0 = time.perf_counter()
     for _ in range(n_tokens):
         row = b.forward([Feed(PLANT, [tok], 0)])[0][-1]
         tok = int(np.argmax(row))
-    return n_tokens / (time.perf_counter() - t0)
+    return n_tokens / (time.perf_counter() - t0), _decode_seconds(engine) - d0
+
+
+def _decode_seconds(engine: Engine) -> float:
+    return float(getattr(engine.backend, "decode_seconds", 0.0))
 
 
 def steered(engine: Engine, reference: Reference | None, loop: LoopSettings, prompt: str,
             n_tokens: int) -> dict:
-    """One run's Done stats (tokens_per_s, emitted, sidecar_prompt_tokens, …)."""
+    """One run's Done stats (tokens_per_s, emitted, sidecar_prompt_tokens, decode_s, …)."""
     tr = Transcript().extend(engine.run(prompt, reference, loop, SamplingSettings(max_tokens=n_tokens)))
     if tr.failed is not None or tr.done is None:
         raise RuntimeError(tr.failed.message if tr.failed else "the run did not finish")
@@ -45,6 +51,10 @@ def steered(engine: Engine, reference: Reference | None, loop: LoopSettings, pro
 
 def run_bench(engine: Engine, reference: Reference | None, tokens: int = 128, repeats: int = 5,
               extra_modes: bool = True, progress: Callable[[str], None] | None = None) -> dict:
+    """Each round runs every variant right after a plain decode of the same length, so a
+    ratio compares two runs a second apart: on a shared machine whose speed drifts by 10%
+    from minute to minute, the median of these paired ratios is far steadier than a ratio
+    of medians taken minutes apart."""
     say = progress or (lambda _m: None)
     # Warm-up: page the weights in and fill the caches once.
     steered(engine, reference, LoopSettings(mode="observe"), BENCH_PROMPT, 16)
@@ -55,26 +65,37 @@ def run_bench(engine: Engine, reference: Reference | None, tokens: int = 128, re
     if extra_modes:
         variants["blip"] = (reference.loop if reference else LoopSettings()).updated(mode="blip")
         variants["guide"] = LoopSettings(mode="guide", gamma=1.5)
-    samples: dict[str, list[float]] = {"plain": [], **{k: [] for k in variants}}
-    n = tokens
-    sidecar_prompt = 0
+    # The observe run sets the token count: a run may end its turn before ``tokens``.
+    first = steered(engine, reference, variants["observe"], BENCH_PROMPT, tokens)
+    n = min(tokens, int(first["emitted"]))
+    sidecar_prompt = int(first["sidecar_prompt_tokens"])
+    plain: list[float] = []
+    speed: dict[str, list[float]] = {k: [] for k in variants}
+    ratio: dict[str, list[float]] = {k: [] for k in variants}
+    decode_ratio: dict[str, list[float]] = {k: [] for k in variants}
     for r in range(repeats):
         say(f"round {r + 1}/{repeats}")
         for name, loop in variants.items():
+            base, base_decode = plain_decode(engine, BENCH_PROMPT, n)
             stats = steered(engine, reference, loop, BENCH_PROMPT, tokens)
-            samples[name].append(float(stats["tokens_per_s"]))
-            if name == "observe":
-                n = min(n, int(stats["emitted"]))
-                sidecar_prompt = int(stats["sidecar_prompt_tokens"])
-        samples["plain"].append(plain_decode(engine, BENCH_PROMPT, n))
-    med = {k: statistics.median(v) for k, v in samples.items()}
+            tok_s = float(stats["tokens_per_s"])
+            plain.append(base)
+            speed[name].append(tok_s)
+            ratio[name].append(tok_s / base)
+            if base_decode > 0 and stats.get("decode_s", 0) > 0:
+                # Both sides per emitted token, counting llama_decode alone.
+                decode_ratio[name].append((base_decode / n) / (stats["decode_s"] / int(stats["emitted"])))
     out = {"model": engine.model_name, "tokens": n, "repeats": repeats,
-           "threads": engine.backend.settings.n_threads if hasattr(engine.backend, "settings") else None,
+           "threads": getattr(engine.backend, "n_threads", None),
            # The sidecar attends over its whole prompt, so the ratios fall as the reference grows.
            "sidecar_prompt_tokens": sidecar_prompt,
-           "plain_tok_s": round(med["plain"], 2)}
+           "plain_tok_s": round(statistics.median(plain), 2)}
     for name in variants:
-        out[f"{name}_tok_s"] = round(med[name], 2)
-        out[f"{name}_ratio"] = round(med[name] / med["plain"], 3)
+        out[f"{name}_tok_s"] = round(statistics.median(speed[name]), 2)
+        out[f"{name}_ratio"] = round(statistics.median(ratio[name]), 3)
+        out[f"{name}_ratio_range"] = [round(min(ratio[name]), 3), round(max(ratio[name]), 3)]
+        if decode_ratio[name]:
+            # What the ratio would be if the Python side of the loop cost nothing.
+            out[f"{name}_decode_ratio"] = round(statistics.median(decode_ratio[name]), 3)
     out["max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return out

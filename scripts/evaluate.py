@@ -34,13 +34,18 @@ VARIANTS: dict[str, dict] = {
     "blip-system-turn": {"mode": "blip", "blip_style": "system-turn"},
     "blip-inline-note": {"mode": "blip", "blip_style": "inline-note"},
     "blip-inline-scored": {"mode": "blip", "blip_style": "inline-note", "blip_choice": "scored"},
+    # Adaptive variants name γ_min-γ_max; "guide-adaptive" is the 0.1.0 default (1.5-2.5).
     "guide-adaptive": {"mode": "guide", "gamma_min": 1.5, "gamma_max": 2.5, "threshold": 1.5},
     "guide-adaptive-1.2-2": {"mode": "guide", "gamma_min": 1.2, "gamma_max": 2.0, "threshold": 1.0},
     "guide-adaptive-1.5-3-t3": {"mode": "guide", "gamma_min": 1.5, "gamma_max": 3.0, "threshold": 3.0},
     "guide-redo": {"mode": "guide", "gamma": 1.5, **FIXED, "guide_rewind": True},
+    "guide-redo-2": {"mode": "guide", "gamma": 2.0, **FIXED, "guide_rewind": True},
+    "guide-adaptive-2-3": {"mode": "guide", "gamma_min": 2.0, "gamma_max": 3.0, "threshold": 1.5},
+    "guide-adaptive-1.8-2.5": {"mode": "guide", "gamma_min": 1.8, "gamma_max": 2.5, "threshold": 1.5},
 }
 DEFAULT_VARIANTS = ("none,prompt,observe,guide-1.5,guide-2,guide-3,blip-system-turn,blip-inline-note,"
-                    "guide-adaptive,guide-adaptive-1.2-2,guide-adaptive-1.5-3-t3")
+                    "guide-adaptive,guide-adaptive-1.2-2,guide-adaptive-1.5-3-t3,guide-adaptive-1.8-2.5,"
+                    "guide-adaptive-2-3,guide-redo,guide-redo-2")
 
 
 def main() -> int:
@@ -112,14 +117,21 @@ def write_markdown(results: dict, refs, path: Path, max_tokens: int) -> None:
     if closed and fixed and "prompt" in rate:
         best = max(closed, key=rate.get)
         best_fixed = max(fixed, key=rate.get)
+        lead = rate[best] - rate["prompt"]
+        beats_fixed = rate[best] > rate[best_fixed]
+        goal = "met" if lead >= 0.20 and beats_fixed else "not met"
+        defaults = LoopSettings()
+        is_default = LoopSettings().updated(**results[best]["settings"]) == defaults
         lines += ["", "## Reading", "",
                   f"The best closed-loop variant, **{best}**, passes {100 * rate[best]:.0f}% of the probes: "
-                  f"{100 * (rate[best] - rate['prompt']):+.0f} points against `prompt` mode "
+                  f"{100 * lead:+.0f} points against `prompt` mode "
                   f"({100 * rate['prompt']:.0f}%) and {100 * (rate[best] - rate[best_fixed]):+.0f} points against the "
-                  f"best fixed-γ guidance, {best_fixed} ({100 * rate[best_fixed]:.0f}%). "
-                  "`LoopSettings` defaults follow this table: adaptive guidance as the default mode, and "
-                  "inline notes as the default blip style (system turns make this small model restart its "
-                  "answer). `observe` gives exactly the `none` tokens: it measures and does not act."]
+                  f"best fixed-γ guidance, {best_fixed} ({100 * rate[best_fixed]:.0f}%). The goal (at least +20 "
+                  f"points against `prompt` and above every fixed γ) is **{goal}**. "
+                  + (f"`LoopSettings` defaults are {best}'s settings. " if is_default else
+                     f"`LoopSettings` defaults (mode {defaults.mode}, γ {defaults.gamma_min}–{defaults.gamma_max}) "
+                     f"are not {best}'s settings. ")
+                  + "`observe` gives exactly the `none` tokens: it measures and does not act."]
     lines += ["", "## Per reference", "", "| reference | " + " | ".join(labels) + " |",
               "| --- |" + " --- |" * len(labels)]
     for ref in refs:

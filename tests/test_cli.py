@@ -382,7 +382,12 @@ def test_bench_json(lantern):
     assert isinstance(data["tokens"], int) and 0 < data["tokens"] <= 16
     for key in ("plain_tok_s", "observe_tok_s", "observe_ratio", "chunk1_tok_s", "chunk1_ratio"):
         assert isinstance(data[key], (int, float)) and data[key] > 0, key
-    assert data["observe_ratio"] == pytest.approx(data["observe_tok_s"] / data["plain_tok_s"], rel=0.02)
+    assert isinstance(data["threads"], int) and data["threads"] >= 1
+    for name in ("observe", "chunk1", "blip", "guide"):
+        lo, hi = data[f"{name}_ratio_range"]
+        assert 0 < lo <= data[f"{name}_ratio"] <= hi, name
+        # Scoring costs decode time: a steered token is never cheaper than a plain one.
+        assert 0 < data[f"{name}_decode_ratio"] < 1.2, name
     assert data["sidecar_prompt_tokens"] > 300  # the shipped sample reference is in the sidecar
 
 

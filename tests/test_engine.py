@@ -201,3 +201,9 @@ def test_prompt_longer_than_the_context_fails_with_one_sentence(engine):
 def test_forward_beyond_the_context_raises_context_overflow(engine):
     with pytest.raises(ContextOverflow):
         engine.backend.forward([Feed(PLANT, [1] * (engine.n_ctx + 1), None)])
+
+
+def test_run_stats_count_the_time_inside_the_model(engine):
+    stats = run(engine, None, "none").done.stats
+    # Generation is mostly llama_decode, but the Python side of the loop is not free.
+    assert 0 < stats["decode_s"] < stats["generation_s"]

@@ -31,10 +31,15 @@ def bench_command(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result)
         return 0
-    print(f"model {result['model']}, {result['tokens']} tokens, median of {result['repeats']} alternated runs")
+    print(f"model {result['model']}, {result['tokens']} tokens, {result['threads']} threads, "
+          f"sidecar prompt {result['sidecar_prompt_tokens']} tokens, {result['repeats']} rounds")
     print(f"plain greedy     {result['plain_tok_s']:8.1f} tok/s")
     for name in ("observe", "chunk1", "blip", "guide"):
         if f"{name}_tok_s" in result:
-            print(f"{name:<16} {result[name + '_tok_s']:8.1f} tok/s  ratio {result[name + '_ratio']:.3f}")
+            lo, hi = result[f"{name}_ratio_range"]
+            decode = result.get(f"{name}_decode_ratio")
+            tail = f"  (llama_decode alone {decode:.3f})" if decode is not None else ""
+            print(f"{name:<16} {result[name + '_tok_s']:8.1f} tok/s  ratio {result[name + '_ratio']:.3f}"
+                  f"  [{lo:.3f}–{hi:.3f}]{tail}")
     print(f"max RSS {result['max_rss_mb']} MB")
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +75,7 @@ class LlamaCppBackend:
         self._model = LlamaModel(self.model_path, progress)
         try:
             threads = settings.n_threads or max(1, os.cpu_count() or 1)
+            self.n_threads = threads
             self.n_seq = 2 + settings.extra_sequences
             n_ctx = min(settings.n_ctx, max(self._model.n_ctx_train, 512))
             self._ctx = LlamaContext(self._model, n_ctx, settings.n_batch, self.n_seq, threads)
@@ -87,6 +89,7 @@ class LlamaCppBackend:
         self._batch = LlamaBatch(settings.n_batch, 1)
         self._sha256: str | None = None
         self._holes = False
+        self.decode_seconds = 0.0  # time spent inside llama_decode, for benchmarks
 
     # -- model facts -------------------------------------------------------------------
     def model_sha256(self) -> str:
@@ -218,6 +221,7 @@ class LlamaCppBackend:
             self._ctx.set_seq_state(s, data)
 
     def _decode(self) -> None:
+        t0 = time.perf_counter()
         try:
             self._ctx.decode(self._batch)
         except BaseException:
@@ -225,6 +229,8 @@ class LlamaCppBackend:
             self._resync()
             self._batch.clear()
             raise
+        finally:
+            self.decode_seconds += time.perf_counter() - t0
 
     def knock_out(self, seq: int, p0: int, p1: int) -> None:
         """Remove positions [p0, p1) of ``seq`` from the KV cache, leaving a hole: later

@@ -350,6 +350,7 @@ class _Run:
         if self.uses_sidecar:
             self.ref_row = rows[1][-1].copy()
         t_gen = time.perf_counter()
+        decode_gen = getattr(self.b, "decode_seconds", 0.0)
         stop = "max_tokens"
         max_emitted = self.sampling.max_tokens * 3  # rewinds may re-emit, but never forever
         try:
@@ -390,6 +391,8 @@ class _Run:
             "emitted": self.n_emitted, "rewound": self.n_rewound, "blips": self.n_blips,
             "prompt_tokens": len(self.plant_prompt), "sidecar_prompt_tokens": len(self.sidecar_prompt),
             "elapsed_s": time.perf_counter() - t0, "generation_s": elapsed,
+            # The part of generation_s spent inside the model runtime (llama_decode).
+            "decode_s": getattr(self.b, "decode_seconds", 0.0) - decode_gen,
             "tokens_per_s": self.n_emitted / elapsed if elapsed > 0 else 0.0,
             "context_used": self.b.length(PLANT) + self.b.length(SIDECAR),
             "context_size": self.b.n_ctx}))

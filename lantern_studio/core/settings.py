@@ -39,9 +39,10 @@ class SamplingSettings:
 @dataclass(frozen=True, slots=True)
 class LoopSettings:
     """Everything the control loop needs. Defaults are chosen by measurement on the shipped
-    probe suite (docs/evaluation.md, scripts/evaluate.py): adaptive guidance (γ from 1.5,
-    rising to 2.5 with the controller signal) passed the most probes; for blip mode, inline
-    notes did better than system turns with the default model."""
+    probe suite (docs/evaluation.md, scripts/evaluate.py): adaptive guidance (γ from 2, rising
+    to 3 with the controller signal) passed the most probes, one more than the best fixed γ
+    (2, also the fixed-scale default); for blip mode, inline notes did better than system
+    turns with the default model."""
 
     mode: str = "guide"
     threshold: float = 1.5
@@ -54,9 +55,9 @@ class LoopSettings:
     rewind: str = "sentence"
     blip_style: str = "inline-note"
     blip_choice: str = "overlap"
-    gamma: float = 1.5  # the fixed scale, used when gamma_max <= gamma_min
-    gamma_min: float = 1.5
-    gamma_max: float = 2.5
+    gamma: float = 2.0  # the fixed scale, used when gamma_max <= gamma_min
+    gamma_min: float = 2.0
+    gamma_max: float = 3.0
     guide_rewind: bool = False  # guide mode: the controller rewinds drift and redoes it at 2·γ
     chunk: int = 8
 
