@@ -56,8 +56,6 @@ def run_bench(engine: Engine, reference: Reference | None, tokens: int = 128, re
     from minute to minute, the median of these paired ratios is far steadier than a ratio
     of medians taken minutes apart."""
     say = progress or (lambda _m: None)
-    # Warm-up: page the weights in and fill the caches once.
-    steered(engine, reference, LoopSettings(mode="observe"), BENCH_PROMPT, 16)
     variants: dict[str, LoopSettings] = {
         "observe": LoopSettings(mode="observe"),
         "chunk1": LoopSettings(mode="observe", chunk=1),
@@ -65,7 +63,8 @@ def run_bench(engine: Engine, reference: Reference | None, tokens: int = 128, re
     if extra_modes:
         variants["blip"] = (reference.loop if reference else LoopSettings()).updated(mode="blip")
         variants["guide"] = LoopSettings(mode="guide", gamma=1.5)
-    # The observe run sets the token count: a run may end its turn before ``tokens``.
+    # A first observe run pages the weights in and sets the token count (a run may end its
+    # turn before ``tokens``).
     first = steered(engine, reference, variants["observe"], BENCH_PROMPT, tokens)
     n = min(tokens, int(first["emitted"]))
     sidecar_prompt = int(first["sidecar_prompt_tokens"])

@@ -121,7 +121,7 @@ def write_markdown(results: dict, refs, path: Path, max_tokens: int) -> None:
         beats_fixed = rate[best] > rate[best_fixed]
         goal = "met" if lead >= 0.20 and beats_fixed else "not met"
         defaults = LoopSettings()
-        is_default = LoopSettings().updated(**results[best]["settings"]) == defaults
+        is_default = defaults.updated(**results[best]["settings"]) == defaults
         lines += ["", "## Reading", "",
                   f"The best closed-loop variant, **{best}**, passes {100 * rate[best]:.0f}% of the probes: "
                   f"{100 * lead:+.0f} points against `prompt` mode "
