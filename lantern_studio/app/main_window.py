@@ -1079,8 +1079,11 @@ class MainWindow(QMainWindow):
             self.compare_dialog.close()
         self._live_timer.stop()
         self._autosave_timer.stop()
-        self.qsettings.setValue("window/geometry", self.saveGeometry())
-        self.qsettings.setValue("window/state", self.saveState())
+        if self.interactive:
+            # A headless run (screenshots, benchmarks) sizes its window to the offscreen
+            # screen; keeping that layout would shrink the user's next real window.
+            self.qsettings.setValue("window/geometry", self.saveGeometry())
+            self.qsettings.setValue("window/state", self.saveState())
         self.session.shutdown()
         for t in self.tab_list():
             if not t.is_dirty():

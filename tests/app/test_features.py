@@ -211,3 +211,12 @@ def test_many_repaints_do_not_abort_the_studio(tmp_path):
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-500:]
+
+
+def test_a_headless_window_leaves_the_saved_layout_alone(make_window, tmp_path):
+    from PySide6.QtCore import QSettings
+
+    window = make_window()
+    window.close()
+    settings = QSettings(str(tmp_path / "studio.ini"), QSettings.Format.IniFormat)
+    assert settings.value("window/geometry") is None and settings.value("window/state") is None
