@@ -36,6 +36,9 @@ class TokenEvent:
     top_plant: TopK = field(default_factory=list)
     top_ref: TopK = field(default_factory=list)
     control: float | None = None
+    # True when a score is an estimate: a remote server returned only its top-k, and the
+    # token (on either side) was outside it (docs/remote.md).
+    approx: bool = False
     kind: str = "token"
 
 

@@ -82,7 +82,7 @@ _KIND_BY_TITLE = {
     "probes": "probes",
     "probe": "probes",
 }
-PROBE_KEYS = ("prompt", "expect", "forbid")
+PROBE_KEYS = ("prompt", "expect", "forbid", "tags")
 
 SLUG_RE = re.compile(r"[a-z0-9-]+")
 _HEADING_RE = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?[ \t]*$")
@@ -141,6 +141,9 @@ class Probe:
     expect: tuple[re.Pattern[str], ...]
     forbid: tuple[re.Pattern[str], ...]
     line: int
+    # Free labels; ``irrelevant`` marks a probe the reference has nothing to say about, where
+    # the loop must not make the answer worse than the model alone.
+    tags: tuple[str, ...] = ()
 
     def check(self, answer: str) -> str | None:
         """None when ``answer`` passes, else the first failing expectation, e.g. ``expect /max.*dose/``."""
@@ -833,7 +836,11 @@ def _parse_probes(section: Section, source: _Source) -> list[Probe]:
                     source.fail(pattern_line, what)
                 compiled.append(_compile(str(pattern_node.value), source, pattern_line, f"probe {n} {key}"))
             patterns[key] = tuple(compiled)
-        probes.append(Probe(str(prompt_node.value).strip(), patterns["expect"], patterns["forbid"], line))
+        tags: tuple[str, ...] = ()
+        if "tags" in fields:
+            node, key_line = fields["tags"]
+            tags = tuple(text for text, _line in _text_list(node, source, key_line, "tags", opened_at + 1))
+        probes.append(Probe(str(prompt_node.value).strip(), patterns["expect"], patterns["forbid"], line, tags))
     return probes
 
 
