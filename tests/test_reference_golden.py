@@ -88,6 +88,7 @@ TRICKY: dict[str, str] = {
     "fence-close-indented": "## Always\n```\n   ```\n- yes\n",
     "fence-in-item": "## Always\n- a\n  ```\n  - no\n  ```\n- b\n",
     "fence-in-item-unindented": "## Always\n- a\n```\n- no\n```\n- b\n",
+    "fence-in-item-then-unindented-text": "## Always\n- a\n  ```\n  code\n  ```\nText after.\n- b\n",
     "fence-tilde-with-backticks-info": "## Always\n~~~ a`b\n- no\n~~~\n- yes\n",
     "never-detectors": (
         "## Never\n"
@@ -170,6 +171,21 @@ TRICKY: dict[str, str] = {
 }
 
 
+# Records that changed on purpose when the hand-written scanner gave way to CommonMark's
+# (markdown-it-py); every other record was kept byte for byte. The random ``generated-*``
+# documents were re-recorded then too; the ``wellformed-*`` ones (references as authors write
+# them) did not change.
+CHANGED_ON_PURPOSE = {
+    "comment-lines-in-never": "an item inside a multi-line HTML comment no longer exists (it became a blip)",
+    "comments": "a list item inside a multi-line HTML comment no longer exists (it was an Intent sentence)",
+    "fence-indented-4": "a fence indented 4 spaces after a paragraph is paragraph text, not a fence",
+    "heading-in-list-item": "a heading indented under a list item belongs to the item",
+    "list-blank-then-shallow-indent": "text after a blank line indented less than the item's content ends the list",
+    "list-numbered-after-paragraph": "a numbered item not starting at 1 cannot interrupt a paragraph",
+    "fence-in-item-then-unindented-text": "an unindented line after a fence inside an item is not part of the item",
+}
+
+
 def _generated(count: int = 400, seed: int = 20240101) -> dict[str, str]:
     """Random documents from Markdown-ish pieces: broad, deterministic coverage."""
     pieces = [
@@ -183,6 +199,41 @@ def _generated(count: int = 400, seed: int = 20240101) -> dict[str, str]:
     docs = {}
     for n in range(count):
         docs[f"generated-{n:03d}"] = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 40)))
+    return docs
+
+
+def _well_formed(count: int = 300, seed: int = 20240202) -> dict[str, str]:
+    """Random references of the kind authors write: every part the parser knows, tidily spelled."""
+    headings = ["# Title", "## Intent", "## Always", "## Never", "## Blips", "## Style", "## Examples",
+                "## Background", "### Detail", "## Probes", "## Example", "## Intent"]
+    prose = ["Help adults use pain relievers safely.", "Give the dose. Then stop!", "Short sentences, plain words.",
+             "**Customer:** How much?", "**Pharmacist:** At most 4 g a day.", "A line with <!-- a note --> inside.",
+             "Ask the pharmacist (not a doctor).", "Use “quotes” and ’apostrophes’. Next sentence?"]
+    items = ["- State the maximum daily dose.", "- Mention the pharmacist.", "* Star item.", "+ Plus item.",
+             "1. Numbered item.", "1) Other numbered item.", "- Never give aspirin. `regex: aspirin`",
+             "- Do not exceed 4 g. (`regex: /\\b[5-9]\\s?g\\b/`)", "- when: /dose|mg/ → State the dose.",
+             "- when: aspirin -> Not for children.", "- Item with <!-- a note -->", "-\tTabbed item.",
+             "- PINs are secret.", "- Multi-line item\n  continued here.", "- Parent item\n  - nested item\n  - another",
+             "- Item with code\n\n  ```\n  code in item\n  ```\n"]
+    fences = ["```\ncode line\n# not a heading\n- not an item\n```", "~~~text\nplain\n~~~",
+              "```yaml\n- prompt: What is the dose?\n  expect: ['4 ?g']\n  forbid: [aspirin]\n```"]
+    rng = random.Random(seed)
+    docs = {}
+    for n in range(count):
+        parts = []
+        if rng.random() < 0.5:
+            parts.append("---\ntitle: Generated\nslug: generated\n---")
+        for _ in range(rng.randint(1, 8)):
+            heading = rng.choice(headings)
+            parts.append(heading)
+            for _ in range(rng.randint(0, 5)):
+                pool = rng.choice([prose, items, items, fences])
+                if heading == "## Probes" and pool is fences:
+                    continue
+                parts.append(rng.choice(pool))
+            if heading == "## Probes":
+                parts.append(fences[2])
+        docs[f"wellformed-{n:03d}"] = "".join(p + rng.choice(["\n", "\n\n", "\n"]) for p in parts)
     return docs
 
 
@@ -224,7 +275,7 @@ def all_cases() -> dict[str, tuple[str, str | None]]:
     for name, text in {**_fixtures(), **TRICKY}.items():
         cases[name] = (text, None)
         cases[f"{name}@file"] = (text, "/refs/My_Notes-v2.md")
-    for name, text in _generated().items():
+    for name, text in {**_generated(), **_well_formed()}.items():
         cases[name] = (text, None)
     return cases
 
@@ -271,7 +322,7 @@ def snapshot(ref_module: Any, text: str, path: str | None) -> dict[str, Any]:
 
 def compact(name: str, record: dict[str, Any]) -> Any:
     """Generated cases are kept as a hash (many, and only their equality matters)."""
-    if name.startswith("generated-"):
+    if name.startswith(("generated-", "wellformed-")):
         return _sha(json.dumps(record, sort_keys=True, ensure_ascii=True))
     return record
 
