@@ -114,6 +114,7 @@ def test_scoped_flags_and_case_insensitivity_on_both_engines() -> None:
     assert Pattern(r"(?-i:PIN)\b").engine == "re2" and Pattern(r"(?<!x)(?-i:PIN)\b").engine == "regex"
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning")
 def test_re2_answers_only_where_it_means_what_python_means() -> None:
     word = Pattern(r"\bcafé\b")
     assert word.search("un café noir")  # RE2's \b is ASCII-only: this text goes to the fallback

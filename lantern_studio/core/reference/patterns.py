@@ -29,6 +29,7 @@ from __future__ import annotations
 import re
 import string
 import time
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -66,7 +67,9 @@ class Pattern:
     def __init__(self, source: str) -> None:
         if len(source) > MAX_PATTERN_CHARS:
             raise PatternError(f"longer than {MAX_PATTERN_CHARS // 1024} KB")
-        checked = re.compile(source, re.IGNORECASE)  # the syntax (and the errors) authors know
+        with warnings.catch_warnings():  # "possible nested set" and the like: nothing an author sees
+            warnings.simplefilter("ignore", FutureWarning)
+            checked = re.compile(source, re.IGNORECASE)  # the syntax (and the errors) authors know
         self.pattern = source
         self.flags = checked.flags
         translated = _translate(source)
