@@ -367,13 +367,17 @@ def _module_from_rev(rev: str) -> types.ModuleType:
     if not wanted:
         raise SystemExit(f"{rev} has no lantern_studio/core/reference*")
     root = Path(tempfile.mkdtemp(prefix="golden-"))
+    package = any(p.startswith("lantern_studio/core/reference/") for p in wanted)
     for p in wanted:
         target = root / p.replace("lantern_studio/core/reference", "_golden_reference", 1)
         target.parent.mkdir(parents=True, exist_ok=True)
         blob = subprocess.run(["git", "show", f"{rev}:{p}"], cwd=REPO, check=True, capture_output=True).stdout
-        # the old code imports its siblings relatively; point those at today's core package
-        target.write_bytes(blob.replace(b"from .", b"from lantern_studio.core.").replace(
-            b"from lantern_studio.core.. ", b"from lantern_studio.core ").replace(b"from ..", b"from lantern_studio.core."))
+        # the old code imports the core's other modules relatively; point those at today's core
+        if package:
+            blob = blob.replace(b"from ..", b"from lantern_studio.core.")
+        else:
+            blob = blob.replace(b"from .", b"from lantern_studio.core.")
+        target.write_bytes(blob)
     sys.path.insert(0, str(root))
     return importlib.import_module("_golden_reference")
 
