@@ -62,6 +62,8 @@ def tidy(text: str) -> str:
 
 def strip_comments(text: str) -> str:
     """Remove HTML comments outside fenced code blocks."""
+    if "<!--" not in text:
+        return text
     lines = text.split("\n")
     fenced = fenced_lines(scan_blocks(lines))
     out: list[str] = []
