@@ -30,6 +30,7 @@ HOSTILE = {
     "trigger of slashes": "## Blips\n- when: /" + "/ " * (N // 2) + "\n",
     "unclosed comments": "## Intent\nA. " + "<!--" * (N // 4) + "\n",
     "comments in a never item": "## Never\n- x " + "<!-- " * (N // 5) + "\n",
+    "inline comment openings, one closed comment": "## Intent\n" + "x <!--" * (N // 6) + "\n<!-- -->\n",
     "sentence ends": "## Intent\n" + "a." + " " * N + "\n",
     "backtick runs": "## Never\n- " + "`" * N + "regex: a\n",
     "thematic break": "## Always\n" + "- " * (N // 2) + "x\n",

@@ -10,8 +10,9 @@ heading, a list item, a fence or the front matter is.
   highlighter, which sees one line at a time.
 * **Blocks** come from markdown-it-py's CommonMark block parser (``token.map`` gives the line
   range of every block); inline parsing is skipped. Choices on top of CommonMark, shared with
-  the preview: HTML comments (``<!-- … -->``, outside fenced code) are notes for authors, so
-  they are blanked before the scan and a heading or item inside one does not exist; other raw
+  the preview: HTML comments (``<!-- … -->``) that open a line, outside fenced code, are notes
+  for authors, so they are blanked before the scan and a heading or item inside one does not
+  exist (as in a CommonMark HTML block, but ending at the ``-->`` itself); other raw
   HTML has no block meaning (a ``<div>`` line is a paragraph line, so it cannot swallow the
   headings after it); only ATX headings (``## Title``) make sections, so setext underlines
   (``Title`` over ``---``) stay a paragraph and a thematic break; and a lone carriage return
@@ -194,9 +195,11 @@ def scan_blocks(lines: Sequence[str], offset: int = 0) -> list[Block]:
 
 
 def mask_comments(lines: Sequence[str]) -> Sequence[str]:
-    """``lines`` with every closed HTML comment outside fenced code blanked (line breaks kept).
+    """``lines`` with every closed HTML comment that starts a line blanked (line breaks kept).
 
-    The fences are those of the unmasked lines; the masked lines are what the scanner reads.
+    Only comments that open at the start of a line (after blanks) hide structure, as an HTML
+    block does in CommonMark; a comment inside a line's text is left to the rendering, and
+    comments inside fenced code (the fences of the unmasked lines) are code.
     """
     text = "\n".join(lines)
     if "<!--" not in text:
@@ -219,15 +222,23 @@ def mask_comments(lines: Sequence[str]) -> Sequence[str]:
 
 def _blank_comments(text: str) -> str:
     pieces: list[str] = []
-    pos = 0
+    pos = search = 0
     while True:
-        start = text.find("<!--", pos)
-        stop = text.find("-->", start + 4) if start >= 0 else -1
-        if stop < 0:
+        start = text.find("<!--", search)
+        if start < 0:
+            break
+        line_start = start
+        while line_start > pos and text[line_start - 1] in " \t":
+            line_start -= 1
+        if line_start > 0 and text[line_start - 1] != "\n":  # inside a line's text
+            search = start + 4
+            continue
+        stop = text.find("-->", start + 4)
+        if stop < 0:  # no comment after this one can close either
             break
         pieces.append(text[pos:start])
         pieces.append("".join("\n" if ch == "\n" else " " for ch in text[start : stop + 3]))
-        pos = stop + 3
+        pos = search = stop + 3
     pieces.append(text[pos:])
     return "".join(pieces)
 
