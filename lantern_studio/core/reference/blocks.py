@@ -170,16 +170,17 @@ def markdown(inline: bool = False) -> MarkdownIt:
 def scan_blocks(lines: Sequence[str], offset: int = 0) -> list[Block]:
     """Every block of ``lines`` in document order; line indexes are shifted by ``offset``.
 
-    List items and blocks that end before trailing blank lines do not include those lines.
+    Blocks do not include the blank lines after them (a line holding only a comment is blank).
     """
-    tokens = markdown().parse("\n".join(mask_comments(lines)))
+    masked = mask_comments(lines)
+    tokens = markdown().parse("\n".join(masked))
     blocks: list[Block] = []
     for token in tokens:
         kind = _KINDS.get(token.type)
         if kind is None or token.map is None:
             continue
         first, end = token.map
-        while end > first + 1 and not lines[end - 1].strip():
+        while end > first + 1 and not masked[end - 1].strip():
             end -= 1
         depth = token.level if kind != "item" else token.level - 1
         if kind == "heading":

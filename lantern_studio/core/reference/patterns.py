@@ -96,16 +96,21 @@ class Pattern:
     def _re2_answers(self, text: str) -> bool:
         if self._re2 is None:
             return False
+        if self._fallback is None:  # RE2 alone took the pattern: it answers everything
+            return True
         if self._has_dollar and text.endswith("\n"):
             return False
         if self._unicode_sensitive and not text.isascii():
             return False
-        return self._fallback is None or _encodable(text)
+        return _encodable(text)
 
     def search_or_timeout(self, text: str) -> Any:
         """The first match or None; raises :class:`PatternTimeout` when the budget runs out."""
         if self._re2_answers(text):
-            return self._re2.search(text)
+            try:
+                return self._re2.search(text)
+            except UnicodeEncodeError:  # a lone surrogate, and no fallback to read it
+                return None
         try:
             return self._fallback.search(text, timeout=SEARCH_BUDGET_SECONDS)
         except TimeoutError:
@@ -122,12 +127,15 @@ class Pattern:
         """Matches left to right as ``re.finditer``; stops early if the time budget runs out."""
         start = 0
         if self._re2_answers(text):
-            for m in self._re2.finditer(text):
-                if m.start() == m.end():  # RE2's wrapper steps over empty matches differently
-                    start = m.start()
-                    break
-                yield m
-            else:
+            try:
+                for m in self._re2.finditer(text):
+                    if m.start() == m.end() and self._fallback is not None:
+                        start = m.start()  # RE2's wrapper steps over empty matches differently
+                        break
+                    yield m
+                else:
+                    return
+            except UnicodeEncodeError:
                 return
         deadline = time.monotonic() + SEARCH_BUDGET_SECONDS
         try:
