@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import dataclasses
 import hashlib
 import importlib
 import json
@@ -305,7 +304,8 @@ def snapshot(ref_module: Any, text: str, path: str | None) -> dict[str, Any]:
     return {
         "meta": [ref.title, ref.slug, ref.version, ref.author, ref.status, list(ref.tags), list(ref.links),
                  ref.front_matter_end_line, ref.sha256],
-        "loop": [dataclasses.asdict(ref.loop), sorted(ref.loop_given)],
+        # only what the front matter sets: LoopSettings gains fields as the loop grows
+        "loop": {key: getattr(ref.loop, key) for key in sorted(ref.loop_given)},
         "sections": [[s.id, s.title, s.kind, s.level, s.line, s.body] for s in ref.sections],
         "items": [[i.id, i.section_id, i.text, i.line, _pattern(i.detector), _pattern(i.trigger)]
                   for s in ref.sections for i in s.items],

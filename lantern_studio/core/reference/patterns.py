@@ -19,9 +19,10 @@ When the budget runs out, ``search`` answers "no match" and ``finditer`` stops: 
 trigger simply does not fire for that call and the run goes on. :meth:`Pattern.search_or_timeout`
 raises :class:`PatternTimeout` instead, so that a probe can report the pattern as too slow.
 
-Known difference from ``re`` (shared by both engines): Python's ``re`` also folds ``i`` with the
-dotless ``ı`` and ``I`` with ``İ``; RE2 and mrab-regex use Unicode simple case folding, where
-they are distinct letters.
+Known differences from ``re`` (shared by both engines): Python's ``re`` also folds ``i`` with the
+dotless ``ı`` and ``I`` with ``İ``, where RE2 and mrab-regex use Unicode simple case folding and
+keep them apart; and ``\\B`` matches an empty text here, as in RE2, mrab-regex and Perl
+(Python's ``re`` here never matches ``\\B`` on an empty string).
 """
 
 from __future__ import annotations
