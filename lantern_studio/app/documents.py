@@ -24,6 +24,7 @@ class DocumentTabs(QTabWidget):
     tabParsed = Signal(object, object)  # tab, Reference
     tabParseError = Signal(object, str)  # tab, message
     tabEdited = Signal(object)  # tab
+    tabAdded = Signal(object)  # any new tab
     tabOpened = Signal(object)  # tab read from a file
     recentChanged = Signal()
     message = Signal(str, int)
@@ -62,6 +63,7 @@ class DocumentTabs(QTabWidget):
         tab.parsed.connect(lambda ref, t=tab: self.tabParsed.emit(t, ref))
         tab.parseError.connect(lambda msg, t=tab: self.tabParseError.emit(t, msg))
         tab.editor.textChanged.connect(lambda t=tab: self.tabEdited.emit(t))
+        self.tabAdded.emit(tab)
         self.setCurrentIndex(index)
         self.update_title(tab)
         if tab.reference is not None:

@@ -176,6 +176,8 @@ class MainWindow(StudioActions, QMainWindow):
         t.tabParsed.connect(self._on_parsed)
         t.tabParseError.connect(lambda tab, _m: self._update_parse_state(tab))
         t.tabEdited.connect(self._on_reference_edited)
+        t.tabAdded.connect(lambda tab: tab.preview.linkActivated.connect(
+            lambda url, t=tab: self.open_preview_link(t, url)))
         t.tabOpened.connect(self._on_tab_opened)
         t.recentChanged.connect(self.update_recent_menu)
         t.message.connect(self.show_status)
@@ -288,7 +290,6 @@ class MainWindow(StudioActions, QMainWindow):
         return self.tabs.recover_autosaves()
 
     def _on_tab_opened(self, tab: ReferenceTab) -> None:
-        tab.preview.linkActivated.connect(lambda url, t=tab: self.open_preview_link(t, url))
         ref = tab.reference
         if ref is not None:
             loop = ref.loop

@@ -48,7 +48,7 @@ class ModelsMenu(QMenu):
     def __init__(self, parent: QWidget, load, pull, open_dialog, current=lambda: None) -> None:
         super().__init__("&Models", parent)
         self._load, self._pull, self._current = load, pull, current
-        self.act_open = QAction("Open &GGUF…", self)
+        self.act_open = QAction("Open &GGUF…", parent)  # not the menu's: clear() would delete it
         self.act_open.setStatusTip("Open any GGUF model file (the dialog starts in the models directory)")
         self.act_open.triggered.connect(lambda _checked=False: open_dialog())
         self.rows: list[dict] = []

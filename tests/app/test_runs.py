@@ -10,6 +10,7 @@ import time
 import pytest
 from PySide6.QtGui import QColor, QTextCursor
 
+from lantern_studio.core.describe import short_text
 from lantern_studio.core.events import Done
 
 pytestmark = pytest.mark.model
@@ -61,7 +62,8 @@ def test_blips_are_chips_and_select_their_source(make_window, engine, paris_file
     assert tr.rules and tr.blips, "the Never rule must fire on 'Paris' in blip mode"
     assert "paris" not in tr.answer.lower()
     text = window.token_view.edit.toPlainText()
-    assert f"⚑ {tr.blips[0].source_id}" in text
+    # The chip shows what the reminder said (issue 13: item ids are engineer's words).
+    assert f"⚑ {short_text(tr.blips[0].text, 40)}" in text
     rewound = sorted(tr.rewound)
     assert rewound
     start, _ = window.token_view._span[rewound[0]]
