@@ -1,0 +1,90 @@
+"""The studio as a desktop user sees it: a real X server (Xvfb), Qt's real xcb platform, the
+window found with xdotool, a screenshot of the screen, a clean quit with Ctrl+Q."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.xvfb, pytest.mark.slow]
+
+GRAB = ("import sys\nfrom PySide6.QtGui import QGuiApplication\napp = QGuiApplication([])\n"
+        "shot = app.primaryScreen().grabWindow(0)\nimg = shot.toImage()\n"
+        "colours = {img.pixel(x, y) for x in range(0, img.width(), 37) for y in range(0, img.height(), 29)}\n"
+        "print(img.width(), img.height(), len(colours))\nsys.exit(0 if shot.save(sys.argv[1]) else 1)\n")
+
+
+def _free_display() -> int:
+    for n in range(71, 120):
+        if not Path(f"/tmp/.X11-unix/X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists():
+            return n
+    raise RuntimeError("no free X display number")
+
+
+@pytest.fixture
+def xserver():
+    xvfb, xdotool = shutil.which("Xvfb"), shutil.which("xdotool")
+    if not xvfb or not xdotool:
+        if os.environ.get("LANTERN_REQUIRE_XVFB"):
+            pytest.fail("Xvfb and xdotool are needed for this test (make test installs them).")
+        pytest.skip("Xvfb or xdotool is not installed (apt-get install xvfb xdotool)")
+    n = _free_display()
+    proc = subprocess.Popen([xvfb, f":{n}", "-screen", "0", "1366x768x24", "-nolisten", "tcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 15
+    while not Path(f"/tmp/.X11-unix/X{n}").exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("Xvfb did not start")
+        time.sleep(0.05)
+    yield f":{n}"
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def test_the_studio_runs_on_a_real_x_display(xserver, tmp_path):
+    env = dict(os.environ, DISPLAY=xserver, QT_QPA_PLATFORM="xcb",
+               LANTERN_CONFIG_DIR=str(tmp_path / "config"), LANTERN_DATA_DIR=str(tmp_path / "data"))
+    env.pop("WAYLAND_DISPLAY", None)
+    log = (tmp_path / "studio.log").open("w+")
+    studio = subprocess.Popen([sys.executable, "-m", "lantern_studio.app.main", "--reference",
+                               str(REPO / "references" / "otc-analgesics.md")], env=env, cwd=REPO,
+                              stdout=log, stderr=subprocess.STDOUT)
+    try:
+        found = subprocess.run(["xdotool", "search", "--sync", "--onlyvisible", "--name", "Lantern Studio"],
+                               env=env, capture_output=True, text=True, timeout=60)
+        assert found.returncode == 0 and found.stdout.split(), _log(log)
+        window = found.stdout.split()[0]
+        time.sleep(1.5)  # the model loads after the window is up
+        shot = tmp_path / "screen.png"
+        grab = subprocess.run([sys.executable, "-c", GRAB, str(shot)], env=env, capture_output=True, text=True,
+                              timeout=60)
+        assert grab.returncode == 0, grab.stderr
+        width, height, colours = map(int, grab.stdout.split())
+        assert (width, height) == (1366, 768) and colours > 20, "the screen shows no window"
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        subprocess.run(["xdotool", "windowactivate", "--sync", window], env=env, timeout=20)
+        subprocess.run(["xdotool", "key", "--window", window, "ctrl+q"], env=env, timeout=20)
+        assert studio.wait(30) == 0, _log(log)
+    finally:
+        if studio.poll() is None:
+            studio.kill()
+            studio.wait(10)
+    text = _log(log)
+    assert "Could not load the Qt platform plugin" not in text and "Traceback" not in text, text
+
+
+def _log(fh) -> str:
+    fh.flush()
+    fh.seek(0)
+    return fh.read()
