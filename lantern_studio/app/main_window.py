@@ -132,7 +132,8 @@ class MainWindow(StudioActions, QMainWindow):
         self._autosave_timer.start()
         self.setAcceptDrops(True)
         self.setMinimumSize(960, 600)
-        self.resize(1440, 900)
+        screen = self.screen().availableGeometry()  # never larger than the screen it opens on
+        self.resize(max(960, min(1440, screen.width())), max(600, min(900, screen.height())))
         self._restore_layout()
 
     # -- construction ------------------------------------------------------------------------
@@ -402,8 +403,7 @@ class MainWindow(StudioActions, QMainWindow):
         self.model_label.setText(engine.model_name if engine is not None else "no model")
         self._set_running(self.session.busy)
         lower = message.lower()
-        hint = " Run `lantern models pull smollm2` or use the Models menu." if engine is None and (
-            "smollm2" in lower or "not installed" in lower or "pull" in lower) else ""
+        hint = " Pull it from the Models menu." if engine is None and "not installed" in lower else ""
         kept = f" Still using {engine.model_name}." if engine is not None else ""
         self.report_error(message + hint + kept)
 
