@@ -80,7 +80,9 @@ def start_xvfb() -> tuple[subprocess.Popen, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from lantern_studio.paths import models_dir
     only = set(argv or sys.argv[1:])
+    models = str(models_dir())  # the installed models stay where they are; data and config are fresh
     OUT.mkdir(parents=True, exist_ok=True)
     xvfb, display = start_xvfb()
     try:
@@ -90,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, mode, size, theme, extra in SHOTS:
                 if only and name not in only:
                     continue
-                env = dict(os.environ, QT_QPA_PLATFORM="xcb", DISPLAY=display,
+                env = dict(os.environ, QT_QPA_PLATFORM="xcb", DISPLAY=display, LANTERN_MODELS_DIR=models,
                            LANTERN_CONFIG_DIR=str(Path(tmp) / f"config-{name}"),  # a fresh default layout
                            LANTERN_DATA_DIR=str(Path(tmp) / f"data-{name}"))
                 env.pop("WAYLAND_DISPLAY", None)

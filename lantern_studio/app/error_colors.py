@@ -89,9 +89,9 @@ def contrast(a: RGB, b: RGB) -> float:
 
 
 def legend_words(scale: ErrorScale) -> tuple[str, str]:
-    """What the two ends of the legend mean, in words."""
+    """What the two ends of the legend mean, in words (the middle says "with the reference")."""
     lo, hi = scale.limits
-    return (f"{_factor(-lo)} more likely with the reference", f"{_factor(hi)} less likely (drift)")
+    return (f"{_factor(-lo)} more likely", f"{_factor(hi)} less likely (drift)")
 
 
 def _factor(nats: float) -> str:

@@ -182,9 +182,9 @@ class StudioActions:
                 return
             self.explanation = ex
             tab.editor.set_heat(heat_by_line(tab.reference, ex.items))
-            top = ", ".join(f"{i} {d:+.2f}" for i, d in ex.items[:3]) or "no item changes the answer"
-            self.show_status(f"Explained ({top}). Margin: blue supports the answer, red pushes away; "
-                             "hover it for values, click a token for its item.", 20000)
+            top = ", ".join(i for i, _d in ex.items[:3]) or "no item changes the answer"
+            self.show_status(f"Explained: the margin is blue where an item made this answer likelier, red where "
+                             f"it pushed away (strongest: {top}). Click a word to see its item.", 20000)
 
         return self.controller.explain(ref, entry.prompt, answer, on_explained)
 

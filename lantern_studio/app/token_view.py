@@ -92,9 +92,13 @@ class ErrorLegend(QWidget):
         y = 16 + fm.ascent()
         left, right = self.words()
         left = fm.elidedText(left, Qt.TextElideMode.ElideRight, int(w / 2 - 8))
-        right = fm.elidedText(right, Qt.TextElideMode.ElideLeft, int(w / 2 - 8))
+        right = fm.elidedText(right, Qt.TextElideMode.ElideRight, int(w / 2 - 8))
+        middle = "with the reference"
         p.drawText(int(x0), y, left)
         p.drawText(int(x0 + w - fm.horizontalAdvance(right)), y, right)
+        if fm.horizontalAdvance(left + right + middle) + 24 < w:
+            p.setPen(pal.placeholderText().color())
+            p.drawText(int(x0 + w / 2 - fm.horizontalAdvance(middle) / 2), y, middle)
         x = x0 + w + 18
         chip = QRectF(x, 2, fm.horizontalAdvance(" ⚑ blip ") + 4, fm.height() + 2)
         p.setBrush(CHIP_BG)
