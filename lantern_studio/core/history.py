@@ -8,6 +8,7 @@ reported, never fatal: one damaged file must not hide the others.
 
 from __future__ import annotations
 
+import calendar
 import re
 import time
 from collections.abc import Iterable
@@ -50,7 +51,7 @@ class StoredRun:
         stamp = self.trace.header.get("created")
         if isinstance(stamp, str):
             try:
-                return time.mktime(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+                return float(calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")))
             except ValueError:
                 pass
         try:
