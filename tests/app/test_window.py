@@ -295,10 +295,15 @@ def test_parse_error_tooltip_on_every_hover(make_window, tmp_path, qtbot):
     bad = tmp_path / "broken.md"
     bad.write_text(BROKEN, encoding="utf-8")
     tab = window.open_reference(bad)
+    window.resize(1600, 900)
+    window.answer_dock.hide()
+    window.loop_dock.hide()
+    QApplication.processEvents()
     editor = tab.editor
     block = editor.document().findBlockByNumber(5)  # line 6: the bad detector
     y = int(editor.blockBoundingGeometry(block).translated(editor.contentOffset()).center().y())
-    for x in (5, 60, 140):
+    assert editor.viewport().width() > 420
+    for x in (5, 140, 410):  # on the text, and past the end of the line (where hovers were lost)
         QToolTip.hideText()
         pos = QPoint(x, y)
         QApplication.sendEvent(editor.viewport(), QHelpEvent(QEvent.Type.ToolTip, pos, editor.viewport().mapToGlobal(pos)))
