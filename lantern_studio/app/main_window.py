@@ -50,6 +50,9 @@ class MainWindow(StudioActions, QMainWindow):
         self.interactive = interactive
         self.qsettings = settings or QSettings()
         self.setWindowTitle("Lantern Studio")
+        # Parse errors, token values and Explain are read in tooltips: show them also while
+        # another window (the Compare dialog, a terminal) has the focus.
+        self.setAttribute(Qt.WidgetAttribute.WA_AlwaysShowToolTips, True)
         icon = resources_dir() / "icons" / "lantern-studio.svg"
         if icon.is_file():
             self.setWindowIcon(QIcon(str(icon)))

@@ -92,3 +92,63 @@ def _log(fh) -> str:
     fh.flush()
     fh.seek(0)
     return fh.read()
+
+
+HOVER = """
+import sys
+from PySide6.QtCore import QPoint, QSettings, QTimer
+from PySide6.QtWidgets import QApplication, QToolTip
+app = QApplication([])
+from lantern_studio.app.main_window import MainWindow
+w = MainWindow(QSettings(sys.argv[1], QSettings.Format.IniFormat), interactive=False)
+w.resize(1000, 700)
+w.show()
+tab = w.add_tab("# Intent\\nx\\n\\n# Never\\n- a rather long bad detector line here `regex: (unclosed`\\n")
+def report():
+    e = tab.editor
+    r = e.blockBoundingGeometry(e.document().findBlockByNumber(4)).translated(e.contentOffset())
+    for x in (10, 150, 300):
+        g = e.viewport().mapToGlobal(QPoint(x, int(r.center().y())))
+        print(g.x(), g.y(), flush=True)
+QTimer.singleShot(500, report)
+seen = {"last": None}
+def poll():
+    now = (QToolTip.isVisible(), QToolTip.text())
+    if now != seen["last"]:
+        seen["last"] = now
+        if now[0]:
+            print("TIP", now[1] == tab.error, file=sys.stderr, flush=True)
+timer = QTimer()
+timer.timeout.connect(poll)
+timer.start(100)
+QTimer.singleShot(45000, app.quit)
+app.exec()
+"""
+
+
+def test_parse_error_tooltip_shows_on_hover_without_focus(xserver, tmp_path):
+    """Hovering the error line shows the message, also when the window is not the active one
+    (no window manager here: the studio window never becomes active, as when a terminal or
+    the Compare dialog has the focus)."""
+    env = dict(os.environ, DISPLAY=xserver, QT_QPA_PLATFORM="xcb",
+               LANTERN_CONFIG_DIR=str(tmp_path / "config"), LANTERN_DATA_DIR=str(tmp_path / "data"))
+    env.pop("WAYLAND_DISPLAY", None)
+    out, err = (tmp_path / "hover.out").open("w+"), (tmp_path / "hover.err").open("w+")
+    proc = subprocess.Popen([sys.executable, "-c", HOVER, str(tmp_path / "s.ini")], env=env, cwd=REPO,
+                            stdout=out, stderr=err)
+    try:
+        deadline = time.monotonic() + 60
+        while len(Path(out.name).read_text().split()) < 6:
+            assert proc.poll() is None and time.monotonic() < deadline, Path(err.name).read_text()
+            time.sleep(0.2)
+        points = Path(out.name).read_text().split()
+        for x, y in zip(points[::2], points[1::2]):
+            subprocess.run(["xdotool", "mousemove", "5", "760"], env=env, timeout=10)
+            time.sleep(0.8)
+            subprocess.run(["xdotool", "mousemove", x, y], env=env, timeout=10)
+            time.sleep(1.6)
+    finally:
+        proc.kill()
+        proc.wait(10)
+    shown = [line for line in Path(err.name).read_text().splitlines() if line.startswith("TIP")]
+    assert shown and all(line == "TIP True" for line in shown), shown
