@@ -1,6 +1,6 @@
 """Time and memory of reading hostile packs that stay below the zip-bomb limits; print JSON.
 
-Usage: ``python benchmarks/bench_hostile_pack.py [--cases issue12,largest-accepted]``.
+Usage: ``python benchmarks/bench_hostile_pack.py [--cases issue12,most-bytes,...]``.
 Each case is built by hand with ``zipfile`` (export would refuse it) and read with
 ``read_pack`` in a fresh subprocess, which reports its wall time and peak RSS. Run it
 with ``PYTHONPATH`` pointing at another checkout to measure that code instead: the
@@ -10,8 +10,12 @@ Cases:
 
 * ``issue12``: issue 12 item 12, 997 references of 65,535 bytes each (just under the
   64 KB floor of the ratio check), each a list of 5,000 one-line rules;
-* ``largest-accepted``: the most parsing the limits allow, 256 references of 32 KB
-  (8 MB of references in all) of the same shape.
+* ``most-bytes``: 256 references of 16 KB of the same shape (the 4 MB of references a
+  pack may hold, but 322,000 lines, more than the 100,000-line limit);
+* ``most-bytes-long-lines``: 4 MB of references again, in lines of 150 characters
+  (29,000 lines): the most bytes of parsing the limits accept;
+* ``most-lines``: 256 references of 387 lines each (99,328 lines), every line a
+  level-1 heading, the costliest line to parse: the most lines the limits accept.
 """
 
 from __future__ import annotations
@@ -40,14 +44,17 @@ seconds = time.perf_counter() - start
 print(repr((seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, outcome)))
 """
 
-CASES = {"issue12": (997, 65535), "largest-accepted": (256, 32 * 1024)}
+_LONG = "- Say hello to everyone who asks, and say it kindly, plainly and in one short sentence, " \
+        "with no lists, no headings and no markup.\n"
+CASES = {"issue12": (997, 65535, "- Say hello.\n"), "most-bytes": (256, 16 * 1024, "- Say hello.\n"),
+         "most-bytes-long-lines": (256, 16 * 1024, _LONG), "most-lines": (256, 55 + 380 * 4, "# a\n")}  # fmt: skip
 
 
-def build(path: Path, count: int, size: int) -> None:
+def build(path: Path, count: int, size: int, line: str) -> None:
     files = {}
     for i in range(count):
         head = f"---\ntitle: R\nslug: r{i:03d}\n---\n# Intent\nBe kind.\n# Always\n"
-        body = head + "- Say hello.\n" * ((size - len(head)) // 13)
+        body = head + line * ((size - len(head)) // len(line))
         files[f"references/r{i:03d}.md"] = (body + "x" * (size - len(body))).encode()
     manifest = {
         "format": "lantern-pack", "format_version": 1, "name": "Hostile", "slug": "r000", "version": None,
@@ -76,12 +83,13 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory(prefix="lantern-hostile-") as tmp:
         for name in args.cases.split(","):
-            count, size = CASES[name]
+            count, size, line = CASES[name]
             path = Path(tmp) / f"{name}.lantern"
-            build(path, count, size)
-            results[name] = {"references": count, "reference_bytes": size, "pack_bytes": path.stat().st_size,
-                             **measure(path)}  # fmt: skip
-    print(json.dumps({"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
+            build(path, count, size, line)
+            results[name] = {"references": count, "reference_bytes": size, "line": line,
+                             "pack_bytes": path.stat().st_size, **measure(path)}  # fmt: skip
+    print(json.dumps({"python": platform.python_version(), "machine": platform.machine(),
+                      "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
                       "results": results}, indent=2))  # fmt: skip
 
 

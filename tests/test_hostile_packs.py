@@ -298,11 +298,22 @@ def test_reference_bytes_are_bounded_as_declared_and_as_read(tmp_path):
     big = b"---\nslug: r0\n---\n# Intent\n" + bytes(random.Random(2).choices(b"abcdefgh \n", k=1_900_000))
     files = {f"references/r{i}.md": big.replace(b"r0", f"r{i}".encode(), 1) for i in range(5)}
     pack = build_pack(tmp_path / "big.lantern", files, manifest=manifest_for(files, entry="references/r0.md", slug="r0"))
-    with pytest.raises(PackError, match=r"references declare \d+ bytes in total, more than the limit of 8388608"):
+    with pytest.raises(PackError, match=r"references declare \d+ bytes in total, more than the limit of 4194304"):
         read_pack(pack)
-    small = PackLimits(max_reference_total_bytes=3 * 1024 * 1024)
-    with pytest.raises(PackError, match="references declare"):
-        read_pack(pack, limits=small)
+
+
+def test_reference_lines_are_bounded_before_parsing(tmp_path, monkeypatch):
+    from lantern_studio.core.pack import read as read_module
+
+    rng = random.Random(4)  # headings, the costliest line to parse; random so that they do not compress 100:1
+    files = {f"references/r{i}.md": f"---\nslug: r{i}\n---\n".encode()
+             + "".join(f"# {rng.randrange(256):02x}\n" for _ in range(25_000)).encode() for i in range(5)}  # fmt: skip
+    pack = build_pack(tmp_path / "lines.lantern", files, manifest=manifest_for(files, entry="references/r0.md", slug="r0"))
+    parsed: list[str] = []
+    monkeypatch.setattr(read_module, "parse_references", lambda refs: parsed.extend(refs) or {})
+    with pytest.raises(PackError, match="more than 100000 lines in total"):
+        read_pack(pack)
+    assert parsed == []  # refused before any parsing began
 
 
 def test_export_refuses_what_the_reader_would_refuse_for_parse_work(tmp_path):

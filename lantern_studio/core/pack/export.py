@@ -109,6 +109,8 @@ def export_pack(
         raise PackError(
             f"The references add up to more than the {limits.max_reference_total_bytes // MiB} MB limit of a pack."
         )
+    if sum(d.count(b"\n") + 1 for _, d in refs) > limits.max_reference_lines:
+        raise PackError(f"The references add up to more than the {limits.max_reference_lines} lines a pack may hold.")
 
     manifest_bytes = canonical_json(_manifest(refs[0][0], files, meta))
     if len(manifest_bytes) > limits.max_manifest_bytes:

@@ -229,11 +229,19 @@ def _read_contents(
         raise PackError(f"The pack holds {show(name)}, which the manifest does not list.")
 
     contents: dict[str, bytes] = {}
+    lines = 0
     for name in sorted(listed):
         budget = parse_budget if name.startswith("references/") else None
         data, digest = read_entry(zf, by_name[name], name, limits, total, budget)
         if digest != manifest["files"][name]:
             raise PackError(f"Pack entry {show(name)} does not match its sha256 in the manifest.")
+        if budget is not None:
+            lines += data.count(b"\n") + 1
+            if lines > limits.max_reference_lines:
+                raise PackError(
+                    f"The pack's references hold more than {limits.max_reference_lines} lines in total "
+                    "(parsing them would take too long)."
+                )
         contents[name] = data
     return manifest, manifest_bytes, contents, public_key
 
