@@ -70,8 +70,10 @@ def build(path: Path, count: int, size: int, line: str) -> None:
 
 def measure(path: Path) -> dict[str, object]:
     env = dict(os.environ, LANTERN_CONFIG_DIR=str(path.parent / "config"))
+    # cwd is the temporary directory: with "-c", the current directory comes first on sys.path,
+    # and PYTHONPATH must decide which checkout is measured.
     done = subprocess.run([sys.executable, "-c", _MEASURE, str(path)], capture_output=True, text=True, env=env,
-                          check=True)  # fmt: skip
+                          cwd=path.parent, check=True)  # fmt: skip
     seconds, max_rss_kb, outcome = eval(done.stdout.strip().splitlines()[-1])  # noqa: S307 - our own repr
     return {"read_s": round(seconds, 3), "peak_rss_mb": round(max_rss_kb / 1024), "outcome": outcome}
 
