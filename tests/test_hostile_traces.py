@@ -100,7 +100,11 @@ def test_a_trace_that_is_a_fifo_or_a_directory_is_refused_at_once(tmp_path):
 
 def _json_values():
     scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8)
-    return st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=8)
+    return st.recursive(
+        scalars,
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+        max_leaves=8,
+    )
 
 
 _FIELD_NAMES = sorted({f.name for cls in EVENT_TYPES.values() for f in fields(cls)})

@@ -132,7 +132,8 @@ def inspect_lines(pack: Pack) -> list[str]:
         lines.append(f"description: {p(info['description'])}")
     lines.append("references:")
     lines += [
-        f"  {p(r['path'])}  {p(r['title'])}  v{p(r['version'] or '?')}  {p(r['status'] or '-')}  {p(r['author'] or '-')}"
+        f"  {p(r['path'])}  {p(r['title'])}  v{p(r['version'] or '?')}  "
+        f"{p(r['status'] or '-')}  {p(r['author'] or '-')}"
         for r in info["references"]
     ]
     lines.append("files:")
