@@ -343,7 +343,7 @@ BAD = [
     ("## Probes\n```yaml\n- prompt: ''\n```\n", 3, "probe 1 has no prompt text"),
     ("## Probes\n```yaml\n- just a string\n```\n", 3, "probe 1 must be a mapping with a prompt, not the value 'just a string'"),
     ("## Probes\n```yaml\nprompt: a\n```\n", 3, "the probes block must be a list of probes"),
-    ("## Probes\n```yaml\n- prompt: a\n  expects: [x]\n```\n", 4, "probe 1 has an unknown key 'expects' (known: prompt, expect, forbid)"),
+    ("## Probes\n```yaml\n- prompt: a\n  expects: [x]\n```\n", 4, "probe 1 has an unknown key 'expects' (known: prompt, expect, forbid, tags)"),
     ("## Probes\n```yaml\n- prompt: a\n  expect: {a: b}\n```\n", 4, "the 'expect' of probe 1 must be a list of regexes, not a mapping"),
     ("## Probes\n```yaml\n- prompt: [a\n```\n", 3, "the probes block is not valid YAML"),
 ]

@@ -60,6 +60,13 @@ class LoopSettings:
     gamma_max: float = 3.0
     guide_rewind: bool = False  # guide mode: the controller rewinds drift and redoes it at 2·γ
     chunk: int = 8
+    # Guide mode: only tokens with p_plant ≥ plausibility · max p_plant are eligible (0: all).
+    plausibility: float = 0.1
+    # Closed-loop modes (blip, guide): at most this many reference words in a row (0: off),
+    # no token repeating an n-gram of the answer (0: off), no headings/labels/blank runs.
+    copy_guard: int = 6
+    repeat_guard: int = 8
+    form_guard: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -70,6 +77,9 @@ class LoopSettings:
         _check_int_range("cooldown", self.cooldown, 0, 100_000)
         _check_int_range("max_blips", self.max_blips, 0, 1000)
         _check_int_range("chunk", self.chunk, 1, 512)
+        _check_range("plausibility", self.plausibility, 0.0, 1.0)
+        _check_int_range("copy_guard", self.copy_guard, 0, 1000)
+        _check_int_range("repeat_guard", self.repeat_guard, 0, 1000)
         if not isinstance(self.rewind, str) or not REWIND_RE.match(self.rewind):
             raise SettingsError(f"Loop setting 'rewind' must be none, sentence or tokens:N, not {self.rewind!r}.")
         if self.blip_style not in BLIP_STYLES:
