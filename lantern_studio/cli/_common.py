@@ -29,7 +29,8 @@ def add_sampling_args(p: argparse.ArgumentParser, max_tokens: int = 200) -> None
 
 
 def add_loop_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--mode", choices=MODES, help="none, prompt, observe, blip or guide (default: the reference's, else observe)")
+    p.add_argument("--mode", choices=MODES, help="none, prompt, observe, blip or guide (default: the reference's loop "
+                   f"block, else {LoopSettings().mode}; none without a reference)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="override a loop setting, e.g. --set threshold=2 --set rewind=tokens:4")
 
@@ -48,7 +49,9 @@ def load_reference_arg(path: str | None) -> Reference | None:
 
 
 def loop_settings(args: argparse.Namespace, reference: Reference | None) -> LoopSettings:
-    base = reference.loop if reference is not None else LoopSettings(mode="observe")
+    """The reference's loop block over the defaults, then ``--set`` and ``--mode``. Without a
+    reference there is nothing to steer toward: the mode is ``none``."""
+    base = reference.loop if reference is not None else LoopSettings(mode="none")
     changes: dict[str, Any] = {}
     for item in args.set:
         name, sep, raw = item.partition("=")
@@ -57,8 +60,6 @@ def loop_settings(args: argparse.Namespace, reference: Reference | None) -> Loop
         changes[name.strip()] = _parse_value(raw.strip())
     if args.mode:
         changes["mode"] = args.mode
-    elif reference is None or "mode" not in reference.loop_given:
-        changes.setdefault("mode", "observe")
     return base.updated(**changes)
 
 

@@ -10,13 +10,14 @@ once per item (re-encoding the rest of the reference per item would cost several
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .backend import SIDECAR, Feed
 from .engine import Engine
-from .errors import LanternError
+from .errors import Cancelled, LanternError
 from .reference import Reference, render_reference
 
 
@@ -60,8 +61,10 @@ def item_spans(engine: Engine, reference: Reference, prompt: str) -> tuple[list[
     return tokens, spans
 
 
-def attribute(engine: Engine, reference: Reference, prompt: str, answer: str) -> Attribution:
-    """Influence of every section and item of ``reference`` on ``answer`` (a finished output)."""
+def attribute(engine: Engine, reference: Reference, prompt: str, answer: str,
+              should_stop: Callable[[], bool] | None = None) -> Attribution:
+    """Influence of every section and item of ``reference`` on ``answer`` (a finished output).
+    ``should_stop`` is asked before each batch of items; True raises Cancelled."""
     answer_tokens = engine.tokenize_answer(answer)
     if not answer_tokens:
         return Attribution([])
@@ -81,6 +84,8 @@ def attribute(engine: Engine, reference: Reference, prompt: str, answer: str) ->
         n_keep = len(prompt_tokens) - 1
         for g in range(0, len(ids), len(slots)):
             engine.check_cancel()
+            if should_stop is not None and should_stop():
+                raise Cancelled("Explain was cancelled.")
             group = ids[g:g + len(slots)]
             feeds = []
             for seq, item_id in zip(slots, group):

@@ -48,6 +48,7 @@ class Engine:
         self.last_run: RunRecord | None = None
         self._blip_cache: dict[tuple[str, str], list[int]] = {}
         self._vocabulary: Vocabulary | None = None
+        self._end_tokens: list[int] | None = None
 
     @classmethod
     def load(cls, model: str | Path | None = None, settings: EngineSettings = EngineSettings(),
@@ -92,6 +93,12 @@ class Engine:
 
     def piece(self, token: int) -> str:
         return self._pieces[token].decode("utf-8", "replace")
+
+    def end_tokens(self) -> list[int]:
+        """Every token that ends the turn (end of generation, end of turn, …)."""
+        if self._end_tokens is None:
+            self._end_tokens = [t for t in range(len(self._pieces)) if self.backend.is_end(t)]
+        return self._end_tokens
 
     def piece_bytes(self, token: int) -> bytes:
         """The token's raw bytes (a UTF-8 character may span several tokens)."""

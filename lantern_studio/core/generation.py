@@ -21,6 +21,7 @@ from .backend import PLANT, SIDECAR, Feed
 from .controller import Decision
 from .errors import Cancelled, ContextOverflow
 from .events import Done, Event, RewindEvent, RuleHit, TokenEvent
+from .focus import focused_text
 from .guards import CopyGuard, FormGuard, RepeatGuard
 from .reference import BlipCandidate, Reference, render_reference
 from .run_job import RunStats
@@ -102,8 +103,11 @@ class Generation:
         self.policy: Policy = policy_for(self)
         self.uses_sidecar = self.policy.uses_sidecar
         self.chunk = self.policy.chunk
-        self.plant_prompt = engine.conversation(self.rendered if self.mode == "prompt" else "", prompt)
-        self.sidecar_prompt = engine.conversation(self.rendered, prompt) if self.uses_sidecar else []
+        # What the model reads (the whole reference, or its part that bears on the question);
+        # the guards and the leak check always hold the answer against the whole of it.
+        self.model_text = focused_text(reference, prompt, loop.focus) if self.rendered and reference else ""
+        self.plant_prompt = engine.conversation(self.model_text if self.mode == "prompt" else "", prompt)
+        self.sidecar_prompt = engine.conversation(self.model_text, prompt) if self.uses_sidecar else []
 
     # -- the driver -----------------------------------------------------------------------
     def events(self) -> Iterator[Event]:
@@ -180,6 +184,10 @@ class Generation:
             if best in repeats and best not in ids and self._ends_cleanly():
                 self.stop_reason = "repetition"
             ids.extend(repeats)
+        if self.loop.end_bias > 0 and self.mode in GUARDED_MODES and _CLOSED_SENTENCE.search(self.text[-8:]):
+            scores = scores.copy()
+            ends = self.e.end_tokens()
+            scores[ends] += np.float32(self.loop.end_bias)
         if not ids:
             return scores
         masked = scores.copy()

@@ -67,6 +67,11 @@ class LoopSettings:
     copy_guard: int = 6
     repeat_guard: int = 8
     form_guard: bool = True
+    # The model reads the title, Intent, Style and only the ``focus`` rules most relevant to
+    # the question (0: the whole reference).
+    focus: int = 0
+    # Closed-loop modes: nats added to the end of the turn after a finished sentence (0: off).
+    end_bias: float = 0.0
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -80,6 +85,8 @@ class LoopSettings:
         _check_range("plausibility", self.plausibility, 0.0, 1.0)
         _check_int_range("copy_guard", self.copy_guard, 0, 1000)
         _check_int_range("repeat_guard", self.repeat_guard, 0, 1000)
+        _check_int_range("focus", self.focus, 0, 1000)
+        _check_range("end_bias", self.end_bias, 0.0, 20.0)
         if not isinstance(self.rewind, str) or not REWIND_RE.match(self.rewind):
             raise SettingsError(f"Loop setting 'rewind' must be none, sentence or tokens:N, not {self.rewind!r}.")
         if self.blip_style not in BLIP_STYLES:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from PySide6.QtGui import QColor
-
 from lantern_studio.app import autosave
 from lantern_studio.app.preview import render_preview_html
 from lantern_studio.app.reference_editor import ReferenceTab, atomic_write, error_line
@@ -113,4 +111,3 @@ def test_save_loop_to_reference_keeps_other_bytes(make_window, paris_file):
     assert after.split("---", 2)[2] == before.split("---", 2)[2]
     window.tab.editor.undo()
     assert window.tab.text() == before
-    assert QColor  # imported for formats
