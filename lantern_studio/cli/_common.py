@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,6 +11,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..core.engine import Engine
 
 from ..core.errors import LanternError
+from ..core.printable import printable_json
 from ..core.reference import Reference, load_reference
 from ..core.settings import MODES, EngineSettings, LoopSettings, SamplingSettings
 
@@ -76,9 +76,9 @@ def _parse_value(raw: str) -> Any:
     return raw
 
 
-def print_json(obj: Any) -> None:
-    json.dump(obj, sys.stdout, ensure_ascii=False, indent=2)
-    sys.stdout.write("\n")
+def print_json(obj: Any, *, sort_keys: bool = False) -> None:
+    """JSON on stdout, two-space indented, with no raw control or bidi character (``printable_json``)."""
+    sys.stdout.write(printable_json(obj, indent=2, sort_keys=sort_keys) + "\n")
 
 
 def token_json(ev) -> dict[str, Any]:
