@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 import re
 
+from .reference.patterns import compile_pattern
+
 try:  # the regex parser of the standard library (public as sre_parse before 3.11)
     from re import _constants as _sre  # type: ignore[attr-defined]
     from re import _parser as _sre_parse  # type: ignore[attr-defined]
@@ -138,9 +140,9 @@ def describe_probe_failure(failed: str | None, answer: str = "") -> str:
         return failed
     kind, pattern = m.groups()
     if kind == "forbid":
-        try:
-            found = re.search(pattern, answer, re.I) if answer else None
-        except re.error:
+        try:  # the reference's own pattern: run it in the linear engine, within its budget
+            found = compile_pattern(pattern).search(answer) if answer else None
+        except (ValueError, re.error):
             found = None
         if found and found.group(0).strip():
             return f"said “{_short(found.group(0))}”, which the probe forbids"

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from .answer_checks import words
 
 _ALNUM_END = re.compile(r"[^\W_]$")
-_LABEL = re.compile(r"^\s*((?:\*\*|__)?[^\W\d_][\w .'’-]{0,30}?:(?:\*\*|__)?)\s", re.MULTILINE)
+_LABEL = re.compile(r"^[ \t]*((?:\*\*|__)?[^\W\d_][\w .'’-]{0,30}?:(?:\*\*|__)?)\s", re.MULTILINE)
 _BLANK_RUN = re.compile(r"\n[ \t]*\n[ \t]*\n")
 _TAIL_CHARS = 400
 
@@ -91,7 +91,7 @@ class CopyGuard:
         following = self.next_words.get(tuple(seq[-self.max_run:]))
         if not following:
             return []
-        mid_word = bool(_ALNUM_END.search(tail))
+        mid_word = bool(_ALNUM_END.search(tail[-1:]))
         out: list[int] = []
         for word in following:
             out.extend(self.vocab.starting(word, spaced_only=mid_word))
