@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from ..core.atomic import atomic_write
@@ -74,8 +75,13 @@ def eval_command(args: argparse.Namespace) -> int:
     with load_engine(args, quiet=True) as engine:
         ev = Evaluation(run_meta(engine, sampling, suite),
                         {n: LoopSettings().updated(**c).to_dict() for n, c in variants})
+        ev.meta["complete"] = False
         for row in evaluate(engine, suite, variants, sampling, progress):
             ev.rows.append(row)
+            if args.out and len(ev.rows) % 20 == 0:  # a long run leaves its rows behind if it dies
+                atomic_write(args.out, json.dumps(ev.to_json(), indent=1, ensure_ascii=False) + "\n")
+        ev.meta["complete"] = True
+        ev.meta["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     print(file=sys.stderr)
     if args.out:
         atomic_write(args.out, json.dumps(ev.to_json(), indent=1, ensure_ascii=False) + "\n")

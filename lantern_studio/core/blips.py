@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from .focus import rank_rules
 from .reference import BlipCandidate, Reference
 from .settings import LoopSettings
 
@@ -31,6 +32,7 @@ def content_words(text: str) -> set[str]:
 class BlipPicker:
     def __init__(self, reference: Reference, loop: LoopSettings, shortlist: int = 5) -> None:
         self.loop = loop
+        self.reference = reference
         self.shortlist = shortlist
         self.candidates = reference.blip_candidates()
         self.used: Counter[str] = Counter()
@@ -48,6 +50,11 @@ class BlipPicker:
         for c in self.candidates:
             if c.kind == "blip" and c.trigger is not None and not self.used[c.id] and c.trigger.search(context):
                 return self._take(c)
+        if self.loop.blip_choice == "relevant":
+            fresh = [r.candidate for r in rank_rules(self.reference, f"{prompt} {rewound}") if r.score > 0]
+            fresh.sort(key=lambda c: self.used[c.id])  # stable: relevance order within each use count
+            if fresh:
+                return self._take(fresh[0])
         ranked = self.rank_by_overlap(preferred)
         if self.loop.blip_choice == "scored" and gains is not None:
             shortlist = ranked[:self.shortlist]
@@ -55,6 +62,11 @@ class BlipPicker:
             if measured:
                 return self._take(shortlist[int(np.argmax(measured))])
         return self._take(ranked[0])
+
+    def opening(self, prompt: str) -> BlipCandidate | None:
+        """The rule most relevant to the question, for a blip before the first token."""
+        ranked = [r.candidate for r in rank_rules(self.reference, prompt) if r.score > 0]
+        return self._take(ranked[0]) if ranked else None
 
     def rank_by_overlap(self, preferred: list[str]) -> list[BlipCandidate]:
         """Candidates ordered by overlap with the sidecar's preferred tokens; fresh ones first

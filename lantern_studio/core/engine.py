@@ -120,6 +120,16 @@ class Engine:
         segments = self._chat_segments(messages, add_assistant=True)
         return self._with_bos(bos, self._tokenize_segments(segments))
 
+    def opening(self, user: str, reminder: str, style: str) -> list[int]:
+        """The plant's conversation with a reminder read before the answer: a system turn
+        after the user's (where the template has one), else an inline note that opens the
+        answer."""
+        if style == "system-turn" and self.backend.chat_template() is not None:
+            segments = self._chat_segments([("user", user), ("system", reminder)], add_assistant=True)
+            if (reminder, False) in segments:
+                return self._with_bos(self.backend.bos_tokens(), self._tokenize_segments(segments))
+        return self.conversation("", user) + self.blip_tokens(reminder, "inline-note")
+
     def _chat_segments(self, messages: Sequence[tuple[str, str]], add_assistant: bool) -> list[tuple[str, bool]]:
         """The rendered chat as (text, is_template) pieces. The template is rendered around
         placeholders, so a message can never change how the template itself tokenizes."""

@@ -20,7 +20,7 @@ import numpy as np
 from .backend import PLANT, SIDECAR, Feed
 from .controller import Decision
 from .errors import Cancelled, ContextOverflow
-from .events import Done, Event, RewindEvent, RuleHit, TokenEvent
+from .events import BlipEvent, Done, Event, RewindEvent, RuleHit, TokenEvent
 from .focus import focused_text
 from .guards import CopyGuard, FormGuard, RepeatGuard
 from .reference import BlipCandidate, Reference, render_reference
@@ -107,6 +107,12 @@ class Generation:
         # the guards and the leak check always hold the answer against the whole of it.
         self.model_text = focused_text(reference, prompt, loop.focus) if self.rendered and reference else ""
         self.plant_prompt = engine.conversation(self.model_text if self.mode == "prompt" else "", prompt)
+        self.opening = self.policy.opening()
+        if self.opening is not None:
+            # Before the answer a system turn is natural whatever the blip style: there is no
+            # partial answer for the model to restart.
+            self.plant_prompt = engine.opening(prompt, self.opening.text, "system-turn")
+            self.blips_in_context = True
         self.sidecar_prompt = engine.conversation(self.model_text, prompt) if self.uses_sidecar else []
 
     # -- the driver -----------------------------------------------------------------------
@@ -121,6 +127,9 @@ class Generation:
         self.plant_row = log_softmax(rows[0][-1])
         if self.uses_sidecar:
             self.ref_row = rows[1][-1].copy()
+        if self.opening is not None:
+            yield BlipEvent(index=0, text=self.opening.text, source_id=self.opening.id,
+                            reason="the rule most relevant to the question", rewound=0)
         t_gen = time.perf_counter()
         decode_gen = getattr(self.b, "decode_seconds", 0.0)
         stop = "max_tokens"

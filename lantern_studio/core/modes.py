@@ -15,6 +15,7 @@ import numpy as np
 from .blips import BlipPicker
 from .controller import Controller, Decision
 from .events import BlipEvent, Event, RuleHit, TokenEvent
+from .reference import BlipCandidate
 from .generation import SENTENCE_END, Generation
 from .scoring import guided, log_softmax
 
@@ -37,6 +38,10 @@ class Policy:
         run = self.run
         assert run.plant_row is not None
         return run.sampler.pick(run.guarded(run.plant_row)), None
+
+    def opening(self) -> BlipCandidate | None:
+        """A reminder the plant reads before its first token (blip mode only)."""
+        return None
 
     def on_scored(self, ev: TokenEvent) -> Decision | None:
         return None
@@ -74,6 +79,16 @@ class BlipPolicy(ObservePolicy):
         self.controller = Controller(run.loop)
         self.picker = BlipPicker(run.reference, run.loop) if run.reference is not None else None
 
+    def opening(self) -> BlipCandidate | None:
+        """With ``start_blip``, the rule most relevant to the question: the plant reads it as a
+        reminder before its first token (it counts as a blip)."""
+        if not self.loop.start_blip or self.picker is None or not self.controller.can_fire():
+            return None
+        first = self.picker.opening(self.run.prompt)
+        if first is not None:
+            self._note_injected(first)
+        return first
+
     def on_scored(self, ev: TokenEvent) -> Decision | None:
         decision = self.controller.step(ev.error or 0.0)
         ev.control = self.controller.last_signal
@@ -107,7 +122,16 @@ class BlipPolicy(ObservePolicy):
                                        decision.source_id, run.blip_gains)
         if candidate is None:
             return
-        run.inject(run.e.blip_tokens(candidate.text, self.loop.blip_style))
+        self._inject(candidate)
+        yield BlipEvent(index=run.n_emitted, text=candidate.text, source_id=candidate.id,
+                        reason=decision.reason, rewound=count)
+
+    def _inject(self, candidate: BlipCandidate) -> None:
+        self.run.inject(self.run.e.blip_tokens(candidate.text, self.loop.blip_style))
+        self._note_injected(candidate)
+
+    def _note_injected(self, candidate: BlipCandidate) -> None:
+        run = self.run
         # Reading a rule back is only harmful for prohibitions ("Never mention X." as the
         # answer); a reminder of a fact the answer should state may well be repeated.
         text = candidate.text.strip()
@@ -120,8 +144,6 @@ class BlipPolicy(ObservePolicy):
         run.since_blip = []
         self.controller.fire()
         run.n_blips += 1
-        yield BlipEvent(index=run.n_emitted, text=candidate.text, source_id=candidate.id,
-                        reason=decision.reason, rewound=count)
 
 
 class GuidePolicy(Policy):

@@ -11,7 +11,7 @@ from .errors import SettingsError
 MODES = ("none", "prompt", "observe", "blip", "guide")
 REWIND_RE = re.compile(r"^(none|sentence|tokens:(\d+))$")
 BLIP_STYLES = ("system-turn", "inline-note")
-BLIP_CHOICES = ("overlap", "scored")
+BLIP_CHOICES = ("overlap", "scored", "relevant")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +72,9 @@ class LoopSettings:
     focus: int = 0
     # Closed-loop modes: nats added to the end of the turn after a finished sentence (0: off).
     end_bias: float = 0.0
+    # Blip mode: before the first token, remind the plant of the rule most relevant to the
+    # question (when any rule is relevant at all).
+    start_blip: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
