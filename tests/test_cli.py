@@ -1,4 +1,4 @@
-"""The `lantern` command line (DESIGN §8) on the real default model.
+"""The `lantern` command line on the real default model.
 
 Every command goes through ``main(argv)`` as a user's shell would; errors must be one
 ``lantern: <sentence>`` line on stderr with exit status 1 and nothing on stdout.

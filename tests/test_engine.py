@@ -1,4 +1,4 @@
-"""The engine on the real default model: the invariants of DESIGN §3."""
+"""The engine on the real default model: its invariants (scores exact at any chunk size, KV reuse, rewinds)."""
 
 from __future__ import annotations
 
