@@ -166,7 +166,13 @@ class GuidePolicy(Policy):
         gamma = self.controller.guide_gamma() if self.loop.adaptive_guide else self.loop.gamma
         if self.boost:
             gamma *= 2.0
-        scores = guided(run.plant_row, log_softmax(run.ref_row), gamma)
+        ref = log_softmax(run.ref_row)
+        scores = guided(run.plant_row, ref, gamma)
+        if self.loop.plausibility_ref > 0:
+            # The same cut on the sidecar's side: only what the reference-reading model itself
+            # finds plausible, so the contrast re-ranks its candidates instead of inventing.
+            cut = ref.max() + np.float32(np.log(self.loop.plausibility_ref))
+            scores = np.where(ref >= cut, scores, -np.inf)
         if self.loop.plausibility > 0:
             # Contrastive decoding's plausibility constraint: extrapolating away from the plant
             # must not pick tokens the plant itself finds implausible, which is how guidance

@@ -62,6 +62,8 @@ class LoopSettings:
     chunk: int = 8
     # Guide mode: only tokens with p_plant ≥ plausibility · max p_plant are eligible (0: all).
     plausibility: float = 0.1
+    # ... and with p_ref ≥ plausibility_ref · max p_ref (0: no such cut).
+    plausibility_ref: float = 0.0
     # Closed-loop modes (blip, guide): at most this many reference words in a row (0: off),
     # no token repeating an n-gram of the answer (0: off), no headings/labels/blank runs.
     copy_guard: int = 6
@@ -86,6 +88,7 @@ class LoopSettings:
         _check_int_range("max_blips", self.max_blips, 0, 1000)
         _check_int_range("chunk", self.chunk, 1, 512)
         _check_range("plausibility", self.plausibility, 0.0, 1.0)
+        _check_range("plausibility_ref", self.plausibility_ref, 0.0, 1.0)
         _check_int_range("copy_guard", self.copy_guard, 0, 1000)
         _check_int_range("repeat_guard", self.repeat_guard, 0, 1000)
         _check_int_range("focus", self.focus, 0, 1000)
