@@ -151,7 +151,8 @@ class Generation:
                     stop = "end_of_turn"
                     break
                 yield from self.emit(token, control)
-            if stop == "max_tokens" and self.repeat is not None:
+            if stop in ("max_tokens", "repetition") and self.repeat is not None:
+                # Cut off by the limit, or about to repeat itself: end at the last finished sentence.
                 yield from self.trim_unfinished_sentence()
         except ContextOverflow:
             stop = "context_full"
