@@ -30,6 +30,8 @@ from .scoring import divergence, log_softmax_rows, top_k
 from .settings import EngineSettings, LoopSettings, SamplingSettings
 
 TOP_N = 5
+BASE_QUESTION = "Question: "
+BASE_ANSWER = "Answer:"
 SCORE_WINDOW = 64  # answer tokens per batch when scoring given text: bounds logits memory
 
 
@@ -114,11 +116,20 @@ class Engine:
         are always plain text, so ``<|im_end|>`` typed in either is just characters."""
         bos = self.backend.bos_tokens()
         if self.backend.chat_template() is None:
-            text = f"{system.strip()}\n\n{user}\n" if system.strip() else f"{user}\n"
+            # A base model has no turns: a question-and-answer layout tells it where the answer
+            # starts, and a new "Question:" line (BASE_TURN_END) is where it ends.
+            text = f"{BASE_QUESTION}{user.strip()}\n{BASE_ANSWER}"
+            if system.strip():
+                text = f"{system.strip()}\n\n{text}"
             return bos + self.backend.tokenize(text, special=False)
         messages = ([("system", system)] if system.strip() else []) + [("user", user)]
         segments = self._chat_segments(messages, add_assistant=True)
         return self._with_bos(bos, self._tokenize_segments(segments))
+
+    @property
+    def is_base_model(self) -> bool:
+        """True for a model without a chat template (a pretrained, not instruction-tuned, one)."""
+        return self.backend.chat_template() is None
 
     def opening(self, user: str, reminder: str, style: str) -> list[int]:
         """The plant's conversation with a reminder read before the answer: a system turn
@@ -128,6 +139,8 @@ class Engine:
             segments = self._chat_segments([("user", user), ("system", reminder)], add_assistant=True)
             if (reminder, False) in segments:
                 return self._with_bos(self.backend.bos_tokens(), self._tokenize_segments(segments))
+        if self.is_base_model:  # the reminder stands before the question, as a prefix would
+            return self.conversation(reminder, user)
         return self.conversation("", user) + self.blip_tokens(reminder, "inline-note")
 
     def _chat_segments(self, messages: Sequence[tuple[str, str]], add_assistant: bool) -> list[tuple[str, bool]]:

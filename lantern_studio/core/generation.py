@@ -34,6 +34,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .modes import Policy
 
 SENTENCE_END = re.compile(r"[.!?:;]\s|\n")
+# A base model's answer ends where it starts writing the next turn of the layout.
+BASE_TURN_END = re.compile(r"\n[ \t]*(?:question|q|user|human|answer)[ \t]*:", re.IGNORECASE)
 _CLOSED_SENTENCE = re.compile(r"[.!?](?:[\"')\]]*)\s*$")
 MAX_SENTENCE_REWIND = 48
 BLIP_CONTINUATION = 6  # tokens of the sidecar's preferred continuation used by the scored choice
@@ -90,6 +92,8 @@ class Generation:
         self.echo: list[list[int]] = []  # token forms the answer must not read back (blips)
         self.since_blip: list[int] = []
         self.stop_reason: str | None = None  # set by the loop to end the turn early
+        self.base_model = engine.is_base_model
+        self._base_turn_at = 0
         self.guards: list[CopyGuard | FormGuard] = []
         self.repeat: RepeatGuard | None = None
         if self.mode in GUARDED_MODES:
@@ -151,6 +155,10 @@ class Generation:
                     stop = "end_of_turn"
                     break
                 yield from self.emit(token, control)
+                if self.base_model and self._base_turn_ended():
+                    yield from self.rewind(self.tokens_after(self._base_turn_at, len(self.answer)))
+                    stop = "end_of_turn"
+                    break
             if stop in ("max_tokens", "repetition") and self.repeat is not None:
                 # Cut off by the limit, or about to repeat itself: end at the last finished sentence.
                 yield from self.trim_unfinished_sentence()
@@ -205,6 +213,13 @@ class Generation:
         if not np.isfinite(masked).any():
             return scores  # every token ruled out: better a flawed token than no answer
         return masked
+
+    def _base_turn_ended(self) -> bool:
+        m = BASE_TURN_END.search(self.text, max(0, len(self.text) - 40))
+        if m is None:
+            return False
+        self._base_turn_at = len(self.text[:m.start()].rstrip())  # the blank lines before it go too
+        return True
 
     def _ends_cleanly(self) -> bool:
         """True when taking back the unfinished sentence leaves a non-empty answer."""
