@@ -335,6 +335,21 @@ class Generation:
             count = max(count, self.tokens_after(len(self.text) - len(hit.match), len(self.answer)))
         return min(count, len(self.answer))
 
+    def take_back(self, hit: RuleHit | None) -> Iterator[Event]:
+        """Rewind the current sentence (and at least a rule hit's text); after a hit, the token
+        that began the forbidden text is ruled out at its position. Returns whether anything
+        was taken back."""
+        yield from self.flush()
+        count = self.rewind_count(hit)
+        if count <= 0:
+            return False
+        if hit is not None:
+            first = len(self.answer) - self.tokens_after(len(self.text) - len(hit.match), len(self.answer))
+            if first < len(self.answer):
+                self.banned.setdefault(first, set()).add(self.answer[first])
+        yield from self.rewind(count)
+        return True
+
     def tokens_after(self, char_offset: int, limit: int) -> int:
         """Number of trailing answer tokens that start at or after ``char_offset``."""
         chars, count = len(self.text), 0

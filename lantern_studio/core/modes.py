@@ -64,6 +64,28 @@ class Policy:
         pass
 
 
+class PromptPolicy(Policy):
+    """``prompt``: the plant reads the reference (or its focused part) itself. With
+    ``rule_rewind``, a Never detector's match is taken back with its sentence and the token
+    that began it is ruled out there, so the answer is written again without it."""
+
+    def __init__(self, run: Generation) -> None:
+        super().__init__(run)
+        self.controller = Controller(run.loop)
+
+    def on_rule(self, hit: RuleHit) -> Decision | None:
+        return self.controller.detector(hit.source_id, hit.match) if self.loop.rule_rewind else None
+
+    def act(self, decision: Decision, hit: RuleHit | None) -> Iterator[Event]:
+        if hit is None:
+            return
+        yield from self.run.take_back(hit)
+        self.controller.fire()
+
+    def rewound(self, count: int) -> None:
+        self.controller.rewound(count)
+
+
 class ObservePolicy(Policy):
     """The plant as it is, scored by the sidecar in chunks: measures, never acts."""
 
@@ -189,7 +211,8 @@ class GuidePolicy(Policy):
         return None
 
     def on_rule(self, hit: RuleHit) -> Decision | None:
-        return self.controller.detector(hit.source_id, hit.match) if self.loop.guide_rewind else None
+        acts = self.loop.guide_rewind or self.loop.rule_rewind
+        return self.controller.detector(hit.source_id, hit.match) if acts else None
 
     def after_token(self, piece: str) -> None:
         if self.boost and SENTENCE_END.search(piece + " "):
@@ -206,27 +229,19 @@ class GuidePolicy(Policy):
         return True
 
     def act(self, decision: Decision, hit: RuleHit | None) -> Iterator[Event]:
-        """Take the drifting sentence back and write it again at 2·γ."""
-        run = self.run
-        yield from run.flush()
+        """Take the drifting sentence back and write it again (at 2·γ with guide_rewind)."""
         self.late_decision = None
-        count = run.rewind_count(hit)
-        if count <= 0:
+        if not (yield from self.run.take_back(hit)):
             return
-        if hit is not None:
-            first = len(run.answer) - run.tokens_after(len(run.text) - len(hit.match), len(run.answer))
-            if first < len(run.answer):
-                run.banned.setdefault(first, set()).add(run.answer[first])
-        yield from run.rewind(count)
         self.controller.fire()
-        self.boost = True
+        self.boost = self.loop.guide_rewind
 
 
-_POLICIES = {"none": Policy, "prompt": Policy, "observe": ObservePolicy, "blip": BlipPolicy, "guide": GuidePolicy}
+_POLICIES = {"none": Policy, "prompt": PromptPolicy, "observe": ObservePolicy, "blip": BlipPolicy, "guide": GuidePolicy}
 
 
 def policy_for(run: Generation) -> Policy:
     return _POLICIES[run.mode](run)
 
 
-__all__ = ["Policy", "ObservePolicy", "BlipPolicy", "GuidePolicy", "policy_for", "NOTE_OPEN"]
+__all__ = ["Policy", "PromptPolicy", "ObservePolicy", "BlipPolicy", "GuidePolicy", "policy_for", "NOTE_OPEN"]

@@ -77,6 +77,8 @@ class LoopSettings:
     # Blip mode: before the first token, remind the plant of the rule most relevant to the
     # question (when any rule is relevant at all).
     start_blip: bool = False
+    # prompt and guide modes: a Never detector's match is taken back and written again.
+    rule_rewind: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
