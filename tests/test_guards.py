@@ -86,7 +86,8 @@ def test_copy_guard_bans_nothing_when_the_words_come_from_the_prompt(vocab):
     guard = CopyGuard(vocab, SOURCE, "Should I steep the green tea for long?", 3)
     assert guard.banned("You should steep the green") == []
     # the prompt holds 'steep the green tea' but not 'the green tea leaves'
-    assert set(guard.banned("You should steep the green tea")) == starts_word(vocab, "You should steep the green tea", "leaves")
+    text = "You should steep the green tea"
+    assert set(guard.banned(text)) == starts_word(vocab, text, "leaves")
 
 
 def test_copy_guard_off_bans_nothing(vocab):

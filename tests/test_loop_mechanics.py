@@ -158,7 +158,7 @@ def test_adaptive_gamma_follows_the_control_law(engine, conflict_reference):
 
 
 def test_guide_rewind_gamma_stays_within_its_bounds_and_the_boost_doubles_it(engine):
-    loop = LoopSettings(mode="guide", guide_rewind=True, gamma_min=0.5, gamma_max=1.0, threshold=1.0, max_blips=3)
+    loop = LoopSettings(mode="guide", guide_rewind=True, gamma_min=0.5, gamma_max=0.6, threshold=1.0, max_blips=3)
     events = list(engine.run(CAPITAL, parse_reference(PARIS.format(regex="paris")), loop, SHORT))
     tr = Transcript().extend(events)
     assert tr.rewinds
@@ -167,7 +167,7 @@ def test_guide_rewind_gamma_stays_within_its_bounds_and_the_boost_doubles_it(eng
     # right after a rewind the sentence is written again at twice the scale
     first_after = [events[i + 1] for i, e in enumerate(events[:-1]) if isinstance(e, RewindEvent)
                    and isinstance(events[i + 1], TokenEvent)]
-    assert first_after and all(t.control >= 2 * loop.gamma_min for t in first_after)
+    assert first_after and all(t.control >= 2 * loop.gamma_min > loop.gamma_max for t in first_after)
     assert max(controls) > loop.gamma_max
 
 
@@ -251,10 +251,10 @@ def test_after_a_never_blip_the_answer_never_reads_the_blip_back(engine):
     tr = Transcript().extend(events)
     assert len(tr.blips) == 1 and tr.blips[0].source_id == "never.1"
     text = tr.blips[0].text
-    after = Transcript().extend(events[events.index(tr.blips[0]):])  # what was written after the blip
-    assert text not in tr.answer and text not in after.answer
+    after = [t for t in tr.tokens if t.index >= tr.blips[0].index]  # written after the blip
+    assert text not in tr.answer and text not in "".join(t.text for t in after)
     forms = [engine.tokenize_answer(text), engine.tokenize_answer(" " + text)]
-    ids = [t.token_id for t in after.tokens]
+    ids = [t.token_id for t in after]
     assert not any(ids[k:k + len(f)] == f for f in forms for k in range(len(ids)))
     # the guard is what keeps it out: without it the model reads the rule back word for word
     with engine.exclusive():
