@@ -43,6 +43,11 @@ def starts_word(vocab, text: str, word: str) -> set[int]:
     return out
 
 
+def glued(vocab, word: str) -> set[int]:
+    """Bare pieces (no leading space) that begin ``word``: glued onto the word before."""
+    return {i for i, t in enumerate(vocab.text) if t and t[0].isalnum() and word.startswith(t.lower())}
+
+
 def ids_of(vocab, *pieces: str) -> list[int]:
     found = [i for i, t in enumerate(vocab.text) if t in pieces]
     assert len(found) == len(pieces), f"not all of {pieces} are tokens"
@@ -54,9 +59,11 @@ def ids_of(vocab, *pieces: str) -> list[int]:
 def test_copy_guard_bans_exactly_the_starts_of_the_next_word_mid_word(vocab):
     text = "You should steep the green"  # three reference words in a row; the source goes on with 'tea'
     banned = CopyGuard(vocab, SOURCE, "", 3).banned(text)
-    assert set(banned) == starts_word(vocab, text, "tea")
-    assert {vocab.text[i] for i in banned} >= {" t", " te", " tea", " Tea"}
-    assert not {vocab.text[i] for i in banned} & {"tea", "t", " teas", " the"}  # a bare piece continues 'green'
+    # the spaced starts of the next word, and its bare starts too: glued onto 'green'
+    # ('greentea') the copy would go on in non-words
+    assert set(banned) == starts_word(vocab, text, "tea") | glued(vocab, "tea")
+    assert {vocab.text[i] for i in banned} >= {" t", " te", " tea", " Tea", "t", "te"}
+    assert not {vocab.text[i] for i in banned} & {" teas", " the", "the"}
 
 
 def test_copy_guard_after_a_space_also_bans_bare_starts(vocab):
@@ -77,7 +84,7 @@ def test_copy_guard_after_a_space_also_bans_bare_starts(vocab):
 def test_copy_guard_counts_the_words_of_the_run(vocab, text):
     banned = CopyGuard(vocab, SOURCE, "", 3).banned(text)
     if text.endswith("green tea"):
-        assert set(banned) == starts_word(vocab, text, "leaves")
+        assert set(banned) == starts_word(vocab, text, "leaves") | glued(vocab, "leaves")
     else:
         assert banned == []
 
@@ -87,7 +94,7 @@ def test_copy_guard_bans_nothing_when_the_words_come_from_the_prompt(vocab):
     assert guard.banned("You should steep the green") == []
     # the prompt holds 'steep the green tea' but not 'the green tea leaves'
     text = "You should steep the green tea"
-    assert set(guard.banned(text)) == starts_word(vocab, text, "leaves")
+    assert set(guard.banned(text)) == starts_word(vocab, text, "leaves") | glued(vocab, "leaves")
 
 
 def test_copy_guard_off_bans_nothing(vocab):
@@ -120,10 +127,6 @@ def test_form_guard_bans_the_third_newline_of_a_blank_run(vocab):
     assert not set(nl) & set(guard.banned("One.\n\nTwo.\n"))  # the run was broken by text
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "FormGuard's blank-run pattern \\n[ \\t]*\\n[ \\t]*\\n does not allow a carriage return between "
-    "the newlines, so after 'One.\\n\\n' every '\\r\\n' piece (SmolLM2 has 29 of them) still makes a "
-    "blank run; answer_checks.degenerate misses the same run"))
 def test_form_guard_bans_a_blank_run_written_with_crlf(vocab):
     guard = FormGuard(vocab, SOURCE)
     crlf = {i for i, t in enumerate(vocab.text) if "\r\n" in t}
@@ -192,10 +195,6 @@ def test_with_the_copy_guard_a_guide_answer_never_copies_more_than_its_run(engin
     assert on.done is not None and on.answer.strip()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "CopyGuard bans only the spaced spellings of the next reference word after a letter, so the "
-    "model glues the bare spelling onto the previous word ('How muchparacetamol can I takefor a "
-    "headache?'): the copy is avoided by writing non-words"))
 def test_the_copy_guard_is_not_dodged_by_gluing_the_word_on(engine, otc):
     prompt = RECITE[0]
     rendered = render_reference(otc)

@@ -16,7 +16,7 @@ NOTE_WRAPPERS = ("(note:", "[note:", "reminder:")  # blip wrappers an answer mus
 
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 _HEADING = re.compile(r"^[ \t]{0,3}#{1,6}[ \t]+\S", re.MULTILINE)
-_BLANK_RUN = re.compile(r"\n[ \t]*\n[ \t]*\n")
+_BLANK_RUN = re.compile(r"\n[ \t\r]*\n[ \t\r]*\n")
 _SENTENCE_END = re.compile(r"(?<![.!?…])[.!?…]++(?=\s|$)|\n")  # possessive: linear on "....…"
 _TEMPLATE_MARK = re.compile(r"<\|[a-z_]{2,20}\|>|<(?:start|end)_of_turn>")
 

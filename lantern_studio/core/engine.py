@@ -163,10 +163,30 @@ class Engine:
         return segments
 
     def _tokenize_segments(self, segments: Sequence[tuple[str, bool]]) -> list[int]:
+        """Control tokens where the template writes them, everything between them — the
+        template's own text and the messages — tokenized as one plain text, so a message
+        tokenizes exactly as in the full rendering (whitespace merges across the seam)."""
         out: list[int] = []
+        plain: list[str] = []
+
+        def flush_plain() -> None:
+            if plain:
+                out.extend(self.backend.tokenize("".join(plain), special=False))
+                plain.clear()
+
         for text, is_template in segments:
-            if text:
-                out += self.backend.tokenize(text, special=is_template)
+            if not text:
+                continue
+            if not is_template:
+                plain.append(text)
+                continue
+            for token in self.backend.tokenize(text, special=True):
+                if self.backend.is_control(token):
+                    flush_plain()
+                    out.append(token)
+                else:
+                    plain.append(self.piece(token))
+        flush_plain()
         return out
 
     def blip_tokens(self, text: str, style: str) -> list[int]:

@@ -80,6 +80,7 @@ class Generation:
         self.n_emitted = 0
         self.fed = 0  # answer tokens the sidecar has consumed
         self.pending: list[tuple[TokenEvent, np.ndarray]] = []  # unscored tokens + plant rows
+        self.held_hits: list[RuleHit] = []  # rule hits on pending tokens, yielded after them
         self.plant_row: np.ndarray | None = None
         self.ref_row: np.ndarray | None = None  # sidecar logits predicting answer[fed]
         self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
@@ -186,26 +187,32 @@ class Generation:
         yield Done(stats.to_dict(self.errors))
 
     # -- choosing -------------------------------------------------------------------------
-    def guarded(self, scores: np.ndarray, preferred: int | None = None) -> np.ndarray:
-        """``scores`` with every token the guards, the echo guard and rule hits rule out set
-        to −inf. When the token the mode prefers would repeat a span of the answer, the
-        model has run out of things to say: the loop ends the turn at the last finished
-        sentence instead of forcing a variation of the same words."""
+    def banned_ids(self) -> list[int]:
+        """Every token the guards, the echo guard and rule hits rule out as the next token."""
         ids: list[int] = []
         for guard in self.guards:
             ids.extend(guard.banned(self.text))
         ids.extend(self.echo_banned())
         ids.extend(self.banned.get(len(self.answer), ()))
+        return ids
+
+    def guarded(self, scores: np.ndarray, banned: list[int] | None = None) -> np.ndarray:
+        """``scores`` with every banned token set to −inf (``banned`` if the caller already
+        computed them). When the token the mode prefers would repeat a span of the answer,
+        the model has run out of things to say: the loop ends the turn at the last finished
+        sentence instead of forcing a variation of the same words."""
+        ids = self.banned_ids() if banned is None else list(banned)
         if self.repeat is not None:
             repeats = self.repeat.banned(self.answer)
-            best = int(np.argmax(scores)) if preferred is None else preferred
-            if best in repeats and best not in ids and self._ends_cleanly():
+            allowed = scores.copy()
+            allowed[ids] = -np.inf
+            best = int(np.argmax(allowed))
+            if best in repeats and self._ends_cleanly():
                 self.stop_reason = "repetition"
             ids.extend(repeats)
         if self.loop.end_bias > 0 and self.mode in GUARDED_MODES and _CLOSED_SENTENCE.search(self.text[-8:]):
             scores = scores.copy()
-            ends = self.e.end_tokens()
-            scores[ends] += np.float32(self.loop.end_bias)
+            scores[self.e.end_tokens()] += np.float32(self.loop.end_bias)
         if not ids:
             return scores
         masked = scores.copy()
@@ -267,13 +274,16 @@ class Generation:
             yield from scored
         hit = self.detect(piece)
         if hit is not None:
-            yield hit
+            if self.pending:  # its tokens wait for their chunk: the hit follows them out
+                self.held_hits.append(hit)
+            else:
+                yield hit
             decision = self.policy.on_rule(hit) or decision
         self.policy.after_token(piece)
         if decision is not None:
             yield from self.policy.act(decision, hit)
 
-    def score(self, rows: np.ndarray) -> tuple[list[TokenEvent], Decision | None]:
+    def score(self, rows: np.ndarray) -> tuple[list[Event], Decision | None]:
         """Score the pending tokens with the held sidecar row and the new chunk's rows, and
         run the policy on them before they are yielded (events never change after)."""
         assert self.ref_row is not None
@@ -294,6 +304,8 @@ class Generation:
             decision = self.policy.on_scored(ev) or decision
             scored.append(ev)
         self.pending.clear()
+        scored.extend(self.held_hits)
+        self.held_hits.clear()
         return scored, decision
 
     def flush(self) -> Iterator[Event]:
@@ -305,7 +317,9 @@ class Generation:
         except ContextOverflow:
             # No room left to score the last tokens: they still belong to the answer.
             yield from (ev for ev, _ in self.pending)
+            yield from self.held_hits
             self.pending.clear()
+            self.held_hits.clear()
             return
         scored, decision = self.score(rows[0])
         self.policy.late_decision = decision
@@ -332,8 +346,25 @@ class Generation:
         else:
             count = policy
         if hit is not None:  # always far enough to take the forbidden text out
-            count = max(count, self.tokens_after(len(self.text) - len(hit.match), len(self.answer)))
+            count = max(count, self.tokens_overlapping(len(self.text) - self._hit_span(hit)))
         return min(count, len(self.answer))
+
+    def _hit_span(self, hit: RuleHit) -> int:
+        """How many characters at the end of the answer the hit's match covers (a match may
+        end before the last token, which the detector's window allows)."""
+        at = self.text.rfind(hit.match)
+        return len(self.text) - at if at >= 0 else len(hit.match)
+
+    def tokens_overlapping(self, char_offset: int) -> int:
+        """Number of trailing answer tokens that end after ``char_offset``: a match that
+        starts inside a token (' Paris' for /paris/) takes that whole token."""
+        chars, count = len(self.text), 0
+        for ev in reversed(self.answer_events):
+            if chars <= char_offset:
+                break
+            chars -= len(ev.text)
+            count += 1
+        return count
 
     def take_back(self, hit: RuleHit | None) -> Iterator[Event]:
         """Rewind the current sentence (and at least a rule hit's text); after a hit, the token
@@ -344,7 +375,7 @@ class Generation:
         if count <= 0:
             return False
         if hit is not None:
-            first = len(self.answer) - self.tokens_after(len(self.text) - len(hit.match), len(self.answer))
+            first = len(self.answer) - self.tokens_overlapping(len(self.text) - self._hit_span(hit))
             if first < len(self.answer):
                 self.banned.setdefault(first, set()).add(self.answer[first])
         yield from self.rewind(count)

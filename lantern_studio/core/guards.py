@@ -22,9 +22,8 @@ from collections.abc import Sequence
 
 from .answer_checks import words
 
-_ALNUM_END = re.compile(r"[^\W_]$")
 _LABEL = re.compile(r"^[ \t]*((?:\*\*|__)?[^\W\d_][\w .'’-]{0,30}?:(?:\*\*|__)?)\s", re.MULTILINE)
-_BLANK_RUN = re.compile(r"\n[ \t]*\n[ \t]*\n")
+_BLANK_RUN = re.compile(r"\n[ \t\r]*\n[ \t\r]*\n")
 _TAIL_CHARS = 400
 
 
@@ -91,10 +90,11 @@ class CopyGuard:
         following = self.next_words.get(tuple(seq[-self.max_run:]))
         if not following:
             return []
-        mid_word = bool(_ALNUM_END.search(tail[-1:]))
+        # After a letter the bare spellings are banned too: otherwise the model glues the
+        # copied word on ("muchparacetamol") and the copy goes on in non-words.
         out: list[int] = []
         for word in following:
-            out.extend(self.vocab.starting(word, spaced_only=mid_word))
+            out.extend(self.vocab.starting(word, spaced_only=False))
         return out
 
 

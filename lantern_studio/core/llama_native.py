@@ -142,6 +142,10 @@ class LlamaModel:
     def is_eog(self, token: int) -> bool:
         return bool(C.llama_vocab_is_eog(self._vocab, token))
 
+    def is_control(self, token: int) -> bool:
+        """A control token (turn markers, BOS/EOS…): what only a template may write."""
+        return bool(C.llama_vocab_is_control(self._vocab, token))
+
     def add_bos(self) -> bool:
         return bool(C.llama_vocab_get_add_bos(self._vocab))
 

@@ -195,13 +195,18 @@ class GuidePolicy(Policy):
             # finds plausible, so the contrast re-ranks its candidates instead of inventing.
             cut = ref.max() + np.float32(np.log(self.loop.plausibility_ref))
             scores = np.where(ref >= cut, scores, -np.inf)
+        banned = run.banned_ids()
         if self.loop.plausibility > 0:
             # Contrastive decoding's plausibility constraint: extrapolating away from the plant
             # must not pick tokens the plant itself finds implausible, which is how guidance
-            # ends up reciting the sidecar's context.
-            cut = run.plant_row.max() + np.float32(np.log(self.loop.plausibility))
-            scores = np.where(run.plant_row >= cut, scores, -np.inf)
-        return run.sampler.pick(run.guarded(scores)), gamma
+            # ends up reciting the sidecar's context. The cut is taken among the tokens still
+            # allowed, so a ban never leaves nothing plausible.
+            plant = run.plant_row.copy()
+            plant[banned] = -np.inf
+            top = plant.max()
+            if np.isfinite(top):
+                scores = np.where(plant >= top + np.float32(np.log(self.loop.plausibility)), scores, -np.inf)
+        return run.sampler.pick(run.guarded(scores, banned)), gamma
 
     def on_scored(self, ev: TokenEvent) -> Decision | None:
         if self.loop.guide_rewind:
