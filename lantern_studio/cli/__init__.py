@@ -14,7 +14,7 @@ from .. import __version__
 from ..core.errors import LanternError
 
 # Each module defines register(subparsers) that adds its parsers with set_defaults(func=...).
-COMMAND_MODULES = ("run", "score", "models", "bench", "probe", "pack", "keys")
+COMMAND_MODULES = ("run", "score", "models", "bench", "probe", "pack", "keys", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:
