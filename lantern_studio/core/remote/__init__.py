@@ -64,9 +64,26 @@ def check_model(backend: Any, hint: Mapping[str, Any] | None, what: str = "the p
                 f"{what.capitalize()} names a model with sha256 {want_sha[:12]}… but the terrain's model has {have_sha[:12]}….")
         return
     want_name = hint.get("name")
-    if want_name and not _same_name(str(want_name), str(backend.model_name)):
+    if want_name and not any(_same_name(str(want_name), name) for name in _names(backend, have_sha)):
         raise ServerModelMismatch(
             f"{what.capitalize()} names the model {one_clause(want_name, 80)!r} but the terrain runs {one_clause(backend.model_name, 80)!r}.")
+
+
+def _names(backend: Any, sha256: str) -> list[str]:
+    """What the terrain's model is called: its own name, its file's name, and the built-in
+    model's names when the file is a built-in one."""
+    from pathlib import PurePath
+
+    from ..models import BUILTINS
+
+    names = [str(backend.model_name)]
+    path = getattr(backend, "model_path", None) or getattr(backend, "_model_path", None)
+    if path:
+        names.append(PurePath(str(path)).name)
+    for m in BUILTINS.values():
+        if sha256 and m.sha256 == sha256:
+            names += [m.name, m.title, m.filename]
+    return names
 
 
 def _same_name(a: str, b: str) -> bool:
