@@ -8,6 +8,7 @@ completions backend, which needs the model's vocabulary from a local GGUF.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import LanternError
@@ -36,6 +37,53 @@ def connect(url: str, settings: RemoteSettings | None = None, *, slots: Sequence
     except BaseException:
         conn.close()
         raise
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """What "Test connection" shows: the server's kind and the model it reports."""
+
+    url: str
+    kind: str  # "llama-server" or "openai-completions"
+    model: str
+    n_ctx: int | None
+    slots: int | None
+
+    def describe(self) -> str:
+        parts = [f"{self.model} on {self.kind}"]
+        if self.n_ctx:
+            parts.append(f"{self.n_ctx} tokens of context")
+        if self.slots:
+            parts.append(f"{self.slots} slots")
+        return ", ".join(parts) + "."
+
+
+def probe(url: str, settings: RemoteSettings | None = None) -> ServerInfo:
+    """Ask the server at ``url`` what it runs, cheaply (no vocabulary); ServerError if it
+    cannot be used."""
+    if settings is None:
+        settings = RemoteSettings(api_key=api_key_for(url))
+    conn = ServerConnection(url, settings)
+    try:
+        props = _llama_props(conn)
+        models = conn.get("/v1/models")
+        data = models.get("data") if isinstance(models, dict) else None
+        first = data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else {}
+        if props is not None:
+            meta = first.get("meta") if isinstance(first.get("meta"), dict) else {}
+            name = props.get("model_alias") or first.get("id") or "a model"
+            settings_ = props.get("default_generation_settings")
+            n_ctx = settings_.get("n_ctx") if isinstance(settings_, dict) else meta.get("n_ctx")
+            slots = props.get("total_slots")
+            return ServerInfo(conn.url, "llama-server", one_clause(str(name), 120),
+                              n_ctx if isinstance(n_ctx, int) else None, slots if isinstance(slots, int) else None)
+        if not isinstance(first.get("id"), str):
+            raise ServerProtocolError(f"The server at {conn.url} is neither a llama-server nor lists a model at /v1/models.")
+        n_ctx = first.get("max_model_len")
+        return ServerInfo(conn.url, "openai-completions", one_clause(first["id"], 120),
+                          n_ctx if isinstance(n_ctx, int) else None, None)
+    finally:
+        conn.close()
 
 
 def _llama_props(conn: ServerConnection) -> dict[str, Any] | None:
@@ -96,7 +144,7 @@ def _same_name(a: str, b: str) -> bool:
     return bool(x) and bool(y) and (x in y or y in x)
 
 
-__all__ = ["connect", "check_model", "api_key_for", "save_api_key", "is_url", "normalise_url", "RemoteBackend", "RemoteSettings",
+__all__ = ["connect", "probe", "ServerInfo", "check_model", "api_key_for", "save_api_key", "is_url", "normalise_url", "RemoteBackend", "RemoteSettings",
            "LlamaServerBackend", "ServerConnection", "ServerError", "ServerUnavailable", "ServerDisconnected",
            "ServerTimeout", "ServerHTTPError", "ServerAuthError", "ServerProtocolError", "ServerModelMismatch",
            "LanternError"]
