@@ -144,7 +144,7 @@ class FaultyProxy:
 
         app = Starlette(routes=[Route("/{path:path}", forward, methods=["GET", "POST"])])
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="critical",
-                                                    lifespan="off"))
+                                                    lifespan="off", timeout_graceful_shutdown=1))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     @property
@@ -213,3 +213,72 @@ def llama_server(model_path):
     server = LlamaServer(model_path).start()
     yield server
     server.stop()
+
+
+class VllmLikeAdapter:
+    """The slice of vLLM's OpenAI API that the completions backend uses (/v1/models,
+    /tokenize, /v1/completions with token-id prompts, ``logprobs`` and
+    ``return_tokens_as_token_ids``), answered by a real llama-server. vLLM itself needs a GPU;
+    this checks our side of its API against real distributions. No /props: it is not a
+    llama-server."""
+
+    SERVED = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+    def __init__(self, upstream: str) -> None:
+        import uvicorn
+        from starlette.applications import Starlette
+        from starlette.responses import JSONResponse
+        from starlette.routing import Route
+
+        client = httpx.AsyncClient(base_url=upstream, timeout=60)
+        self.port = free_port()
+        self.requests = 0
+
+        async def models(request):
+            return JSONResponse({"object": "list", "data": [{"id": self.SERVED, "object": "model",
+                                                             "max_model_len": CTX}]})
+
+        async def tokenize(request):
+            body = await request.json()
+            r = await client.post("/tokenize", json={"content": body["prompt"],
+                                                     "add_special": body.get("add_special_tokens", True)})
+            tokens = r.json()["tokens"]
+            return JSONResponse({"tokens": tokens, "count": len(tokens), "max_model_len": CTX})
+
+        async def completions(request):
+            body = await request.json()
+            self.requests += 1
+            if body.get("model") != self.SERVED:
+                return JSONResponse({"error": {"message": "model not found", "type": "NotFoundError"}}, 404)
+            prompts = body["prompt"]
+            choices = []
+            for i, prompt in enumerate(prompts):
+                r = await client.post("/completion", json={
+                    "prompt": prompt, "n_predict": body["max_tokens"], "n_probs": body["logprobs"],
+                    "temperature": 0.0, "cache_prompt": True})
+                probs = r.json()["completion_probabilities"][0]
+                top = {f"token_id:{e['id']}": e["logprob"] for e in probs["top_logprobs"]}
+                choices.append({"index": i, "text": probs["token"], "finish_reason": "length",
+                                "logprobs": {"tokens": [f"token_id:{probs['id']}"], "token_logprobs": [probs["logprob"]],
+                                             "top_logprobs": [top], "text_offset": [0]}})
+            return JSONResponse({"id": "cmpl-x", "object": "text_completion", "model": self.SERVED,
+                                 "choices": choices})
+
+        app = Starlette(routes=[Route("/v1/models", models), Route("/tokenize", tokenize, methods=["POST"]),
+                                Route("/v1/completions", completions, methods=["POST"])])
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="critical",
+                                                    lifespan="off", timeout_graceful_shutdown=1))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "VllmLikeAdapter":
+        self.thread.start()
+        wait_http(self.url + "/v1/models")
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)

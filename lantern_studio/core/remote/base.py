@@ -46,6 +46,8 @@ class RemoteBackend(ABC):
         self._model_path = model_path
         self._sha256: str | None = None
         self._seqs: list[list[int]] = [[] for _ in range(self.n_seq)]
+        # Per sequence: position -> the token ids the server returned for the row there.
+        self._returned: list[dict[int, frozenset[int]]] = [{} for _ in range(self.n_seq)]
         self.decode_seconds = 0.0  # time spent waiting for the server, for benchmarks
         self.requests = 0  # distributions asked of the server
 
@@ -89,11 +91,20 @@ class RemoteBackend(ABC):
 
     def truncate(self, seq: int, n: int) -> None:
         del self._seqs[seq][n:]
+        self._returned[seq] = {p: ids for p, ids in self._returned[seq].items() if p < n}
+
+    def in_top_k(self, seq: int, position: int, token: int) -> bool | None:
+        """Whether the server returned ``token``'s log-probability in the row computed at
+        ``position`` of ``seq`` (the row predicting the token after it); None if no such row
+        is known. The same fact as ``is_estimate``, asked by position instead of by row."""
+        ids = self._returned[seq].get(position)
+        return None if ids is None else token in ids
 
     def share_prefix(self, src: int, dst: int, n: int) -> None:
         # The destination's slot recomputes the prefix on its next request (a server cannot
         # share cache cells between slots); the scored blip choice pays this.
         self._seqs[dst] = self._seqs[src][:n]
+        self._returned[dst] = {p: ids for p, ids in self._returned[src].items() if p < n}
 
     def knock_out(self, seq: int, p0: int, p1: int) -> None:
         raise LanternError("Attribution needs a local model: a model server cannot take a span out of a cached prompt.")
@@ -135,6 +146,9 @@ class RemoteBackend(ABC):
                 self.decode_seconds += time.perf_counter() - t0
         for seq, toks in new_seqs.items():  # only now: a failed request changes nothing
             self._seqs[seq] = toks
+        for seq, got in rows.items():
+            for p, row in zip(jobs[seq][1], got):
+                self._returned[seq][p] = frozenset(np.flatnonzero(row != row.min()).tolist())
         outs: list[np.ndarray] = []
         for feed, (seq, a, b) in zip(feeds, spans):
             got = rows.get(seq, [])[a:b]

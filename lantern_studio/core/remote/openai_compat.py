@@ -4,7 +4,8 @@ What the OpenAI API gives: ``/v1/completions`` with a token-id prompt (or a list
 one choice each), ``max_tokens: 1`` and ``logprobs: k`` returns the top-k log-probabilities
 of the next token; vLLM's ``return_tokens_as_token_ids`` names them ``token_id:N``. What it
 lacks: the vocabulary, the chat template and end-of-turn tokens, and slots. So this backend
-reads the tokenizer from a local GGUF of the same model (``vocabulary``), checks it against
+reads the tokenizer from a local GGUF of the same model (``vocabulary``, ``LANTERN_VOCABULARY``, or
+the installed built-in model the server names), checks it against
 the server's ``/tokenize`` where the server has one, and relies on the server's automatic
 prefix caching instead of slots. All positions of a sidecar chunk go in one request.
 """
@@ -12,6 +13,7 @@ prefix caching instead of slots. All positions of a sidecar chunk go in one requ
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from .errors import ServerHTTPError, ServerModelMismatch, ServerProtocolError
 from .http import ServerConnection
 from .rows import row_from_top
 
+VOCABULARY_ENV = "LANTERN_VOCABULARY"  # a built-in name or a GGUF path with the served model's tokenizer
 MAX_LOGPROBS = 20  # vLLM's default --max-logprobs; OpenAI's own limit is lower still
 VIRTUAL_SEQUENCES = 8  # no slots: sequences are only prompts, the server's cache is shared
 _PROBE_TEXT = "Lantern checks the tokenizer: naïve café, 12345, <b>x</b>."
@@ -50,9 +53,10 @@ class OpenAICompletionsBackend(RemoteBackend):
         if not isinstance(data, list) or not data or not isinstance(data[0], dict) or not isinstance(data[0].get("id"), str):
             raise ServerProtocolError(f"The server at {conn.url} is neither a llama-server nor lists a model at /v1/models.")
         served = data[0]["id"]
+        vocabulary = vocabulary or os.environ.get(VOCABULARY_ENV) or _installed_builtin(served)
         if not vocabulary:
             raise LanternError(
-                f"The server at {conn.url} speaks only the OpenAI API; give the served model's tokenizer as a local GGUF (--vocabulary F).")
+                f"The server at {conn.url} speaks only the OpenAI API; name a local GGUF of its model in {VOCABULARY_ENV}.")
         from ..llama_native import LlamaModel
         from ..models import resolve_model
         vocab_model = LlamaModel(resolve_model(vocabulary))
@@ -114,6 +118,22 @@ class OpenAICompletionsBackend(RemoteBackend):
             ids, logprobs = parse_top_logprobs(choice, self.n_vocab, self.url)
             rows[index] = row_from_top(ids, logprobs, self.n_vocab)
         return rows  # type: ignore[return-value]
+
+
+def _installed_builtin(served: str) -> str | None:
+    """The built-in model the server says it serves (e.g. HuggingFaceTB/SmolLM2-135M-Instruct),
+    when it is installed here: its GGUF carries the same tokenizer."""
+    from ..models import BUILTINS, is_installed
+
+    def norm(text: str) -> str:
+        return "".join(ch for ch in text.lower() if ch.isalnum())
+
+    name = norm(served.rsplit("/", 1)[-1])
+    for m in BUILTINS.values():
+        stem = norm(m.filename.split(".")[0])
+        if name and (name in stem or stem in name) and is_installed(m.name):
+            return m.name
+    return None
 
 
 def parse_top_logprobs(choice: Any, n_vocab: int, where: str) -> tuple[list[int], list[float]]:
