@@ -304,3 +304,58 @@ def test_an_openai_completions_server_gives_the_local_tokens(engine, llama_serve
             assert adapter.requests <= len(remote.tokens) + len(remote.tokens) // 8 + 3
     finally:
         adapter.stop()
+
+
+# -- the command line and lantern serve on a server's terrain -------------------------------------
+@pytest.mark.model
+def test_lantern_run_with_a_server_url(engine, llama_server, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from helpers import PIRATE
+    from servers import REPO
+
+    ref = tmp_path / "pirate.md"
+    ref.write_text(PIRATE, encoding="utf-8")
+    cmd = [sys.executable, "-m", "lantern_studio.cli", "run", "--reference", str(ref), "--prompt", PROMPT,
+           "--mode", "observe", "--max-tokens", "20", "--json", "--model", llama_server.url]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    from lantern_studio.core.reference import load_reference
+    local = Transcript().extend(engine.run(PROMPT, load_reference(ref), LoopSettings(mode="observe"),
+                                           SamplingSettings(max_tokens=20)))
+    assert out["answer"] == local.answer and out["model"] == connect_name(llama_server.url)
+    closed = subprocess.run(cmd[:-1] + [f"http://127.0.0.1:{free_port()}"], capture_output=True, text=True,
+                            cwd=REPO, timeout=120, stdin=subprocess.DEVNULL)
+    assert closed.returncode == 1 and closed.stderr.startswith("lantern: Nothing answers at")
+
+
+def connect_name(url: str) -> str:
+    from lantern_studio.core.remote import probe
+
+    return probe(url).model
+
+
+@pytest.mark.model
+def test_lantern_serve_on_a_server_terrain(llama_server, tmp_path):
+    import httpx
+
+    from helpers import PIRATE
+    from lantern_studio.core.pack import export_pack
+    from servers import LanternServe
+
+    ref = tmp_path / "pirate.md"
+    ref.write_text(PIRATE, encoding="utf-8")
+    pack = export_pack([ref], tmp_path / "pirate.lantern", loop={"mode": "observe"})
+    served = LanternServe(pack, "--model", llama_server.url, "--workers", "2").start()
+    try:
+        body = {"model": "pirate", "max_tokens": 12, "messages": [{"role": "user", "content": PROMPT}]}
+        r = httpx.post(served.url + "/v1/chat/completions", json=body, timeout=120)
+        assert r.status_code == 200, r.text
+        lantern = r.json()["lantern"]
+        assert lantern["terrain"] == connect_name(llama_server.url) and len(lantern["tokens"]) == 12
+        assert all(t["logp_ref"] is not None for t in lantern["tokens"])
+    finally:
+        served.stop()

@@ -226,3 +226,41 @@ def test_a_pack_for_another_model_is_refused(tmp_path, model_path):
     other = export_pack([ref], tmp_path / "other.lantern", model_hint={"family": "gemma", "name": "gemma-3-270m"})
     status, err = LanternServe(other, "--model", str(model_path)).run_to_exit()
     assert status == 1 and "gemma-3-270m" in err
+
+
+def test_chat_requests_are_read_strictly():
+    from helpers import one_sentence
+    from lantern_studio.core.settings import LoopSettings
+    from lantern_studio.server.chat import RequestError, parse_chat_request
+
+    loop = LoopSettings(mode="observe")
+
+    def parse(**body):
+        return parse_chat_request({"model": "pirate", **body}, "pirate", loop, 100, 50, 1000)
+
+    req = parse(messages=[{"role": "system", "content": "ignored"},
+                          {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+                          {"role": "assistant", "content": "x"}], seed=7, temperature=0.5)
+    assert req.prompt == "a\nb" and req.ignored_messages == 2 and req.sampling.max_tokens == 50
+    assert req.sampling.seed == 7 and req.sampling.temperature == 0.5 and req.loop.mode == "observe"
+    assert parse(messages=[{"role": "user", "content": "q"}], lantern={"mode": "blip"}).loop.mode == "blip"
+    for body, needle, status in [
+        ({"messages": []}, "messages", 400),
+        ({"messages": [{"role": "system", "content": "s"}]}, "no user message", 400),
+        ({"messages": [{"role": "user", "content": "q"}], "n": 2}, "one choice", 400),
+        ({"messages": [{"role": "user", "content": "q"}], "max_tokens": 101}, "max_tokens", 400),
+        ({"messages": [{"role": "user", "content": "q"}], "max_tokens": True}, "max_tokens", 400),
+        ({"messages": [{"role": "user", "content": "q"}], "temperature": 9}, "temperature", 400),
+        ({"messages": [{"role": "user", "content": "q" * 1001}]}, "1000 characters", 413),
+        ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, "not text", 400),
+        ({"messages": [{"role": "user", "content": "q"}], "lantern": {"mode": "fly"}}, "mode", 400),
+        ({"messages": [{"role": "user", "content": "q"}], "stream": "yes"}, "stream", 400),
+    ]:
+        with pytest.raises(RequestError) as info:
+            parse(**body)
+        one_sentence(info.value, needle)
+        assert info.value.status == status
+    with pytest.raises(RequestError) as info:
+        parse_chat_request({"model": "gpt-4o", "messages": [{"role": "user", "content": "q"}]}, "pirate", loop,
+                           100, 50, 1000)
+    assert info.value.status == 404 and info.value.code == "model_not_found"
