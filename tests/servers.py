@@ -106,7 +106,7 @@ class FaultyProxy:
     def __init__(self, upstream: str) -> None:
         import uvicorn
         from starlette.applications import Starlette
-        from starlette.responses import JSONResponse, Response
+        from starlette.responses import JSONResponse, Response, StreamingResponse
         from starlette.routing import Route
 
         self.upstream = upstream
@@ -132,8 +132,11 @@ class FaultyProxy:
                                                    "type": "authentication_error"}}, status_code=401)
                 elif mode == "garbage":
                     return Response(b"<html>proxy error</html>", media_type="text/html")
-                elif mode == "drop":
-                    raise ConnectionResetError("dropped on purpose")
+                elif mode == "drop":  # start an answer, then vanish as a crashed server does
+                    async def cut():
+                        yield b'{"completion_probabilities": ['
+                        raise ConnectionResetError("dropped on purpose")
+                    return StreamingResponse(cut(), media_type="application/json")
             resp = await client.request(request.method, path, content=body,
                                         headers={"content-type": "application/json"})
             if path == "/completion" and self.mode == "rename":

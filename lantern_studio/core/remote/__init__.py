@@ -17,7 +17,7 @@ from .errors import (ServerAuthError, ServerDisconnected, ServerError, ServerHTT
                      ServerProtocolError, ServerTimeout, ServerUnavailable)
 from .credentials import api_key_for, save_api_key
 from .http import RemoteSettings, ServerConnection, is_url, normalise_url, one_clause
-from .llama_server import LlamaServerBackend
+from .llama_server import LlamaServerBackend, model_name
 
 
 def connect(url: str, settings: RemoteSettings | None = None, *, slots: Sequence[int] | None = None,
@@ -71,7 +71,8 @@ def probe(url: str, settings: RemoteSettings | None = None) -> ServerInfo:
         first = data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else {}
         if props is not None:
             meta = first.get("meta") if isinstance(first.get("meta"), dict) else {}
-            name = props.get("model_alias") or first.get("id") or "a model"
+            name = model_name(props.get("model_alias") or first.get("id"), props.get("model_path")
+                              if isinstance(props.get("model_path"), str) else None)
             settings_ = props.get("default_generation_settings")
             n_ctx = settings_.get("n_ctx") if isinstance(settings_, dict) else meta.get("n_ctx")
             slots = props.get("total_slots")

@@ -51,10 +51,8 @@ class LlamaServerBackend(RemoteBackend):
         models = conn.get("/v1/models")
         meta = _model_meta(models, where)
         n_vocab = _int(meta.get("n_vocab"), where, "n_vocab")
-        name = props.get("model_alias") or meta.get("id") or ""
         path = props.get("model_path") if isinstance(props.get("model_path"), str) else None
-        if not isinstance(name, str) or not name:
-            name = PurePath(path).name if path else "model"
+        name = model_name(props.get("model_alias") or meta.get("id"), path)
         template = props.get("chat_template")
         template = template if isinstance(template, str) and template.strip() else None
         pieces = _vocabulary(conn, n_vocab)
@@ -124,6 +122,14 @@ def connect_llama_server(url: str, settings: RemoteSettings = RemoteSettings(),
     except BaseException:
         conn.close()
         raise
+
+
+def model_name(alias: Any, path: str | None) -> str:
+    """The name to show for a llama-server's model: its alias, or its file's name (without an
+    alias llama-server names the model by its path)."""
+    if not isinstance(alias, str) or not alias:
+        return PurePath(path).name if path else "model"
+    return PurePath(alias).name if ("/" in alias or "\\" in alias) else alias
 
 
 # -- parsing the server's answers (untrusted input) -------------------------------------------
