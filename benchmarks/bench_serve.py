@@ -106,7 +106,7 @@ def main() -> int:
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise RuntimeError("lantern serve did not start")
                 time.sleep(0.2)
-            level(url, 1, 1, args.tokens)  # warm-up: pages the weights in on every worker
+            level(url, args.workers, 1, args.tokens)  # warm-up: every worker reads the reference once
             results = [level(url, c, max(1, 16 // c) if c < 16 else 1, args.tokens) for c in levels]
             health = httpx.get(url + "/health").json()
         finally:
