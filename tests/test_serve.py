@@ -24,6 +24,8 @@ ASK = [{"role": "system", "content": "You are terse."},
        {"role": "user", "content": "Hello."},
        {"role": "assistant", "content": "Hi."},
        {"role": "user", "content": "What is the capital of France?"}]
+# Long enough that a run of 200 tokens is still going when a client leaves.
+STORY = [{"role": "user", "content": "Write a long story about a lighthouse keeper and a storm."}]
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +127,7 @@ def test_several_clients_at_once(client):
 
 def test_a_client_that_leaves_mid_stream_cancels_its_run(served):
     before = served.health()["cancelled"]
-    body = {"model": "pirate", "messages": ASK, "max_tokens": 200, "stream": True}
+    body = {"model": "pirate", "messages": STORY, "max_tokens": 200, "stream": True}
     with httpx.stream("POST", served.url + "/v1/chat/completions", json=body, timeout=60,
                       headers={"Authorization": f"Bearer {KEY}"}) as resp:
         assert resp.status_code == 200
@@ -135,6 +137,21 @@ def test_a_client_that_leaves_mid_stream_cancels_its_run(served):
                 seen += 1
             if seen >= 3:
                 break  # leaving the block closes the connection
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        h = served.health()
+        if h["cancelled"] > before and h["busy"] == 0:
+            break
+        time.sleep(0.1)
+    assert h["cancelled"] == before + 1 and h["busy"] == 0
+
+
+def test_a_waiting_client_that_gives_up_cancels_its_run(served):
+    before = served.health()["cancelled"]
+    body = {"model": "pirate", "messages": STORY, "max_tokens": 200}
+    with pytest.raises(httpx.ReadTimeout):  # the client gives up and closes the connection
+        httpx.post(served.url + "/v1/chat/completions", json=body, timeout=1.0,
+                   headers={"Authorization": f"Bearer {KEY}"})
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         h = served.health()
@@ -171,7 +188,7 @@ def test_limits_are_enforced_with_clear_errors(client, served):
 def test_a_full_queue_answers_503_with_retry_after(pack, model_path):
     server = LanternServe(pack, "--model", str(model_path), "--workers", "1", "--queue", "1").start()
     try:
-        body = {"model": "pirate", "messages": ASK, "max_tokens": 150, "stream": True}
+        body = {"model": "pirate", "messages": STORY, "max_tokens": 150, "stream": True}
         with httpx.stream("POST", server.url + "/v1/chat/completions", json=body, timeout=60) as running:
             next(line for line in running.iter_lines() if line.startswith("data: {"))  # worker busy
             waiting = threading.Thread(target=lambda: httpx.post(
