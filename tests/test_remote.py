@@ -124,6 +124,13 @@ def test_n_probs_are_the_model_distribution_before_sampling(engine, remote):
     assert np.abs(row[top] - local[top]).max() <= LOGP_TOLERANCE
     assert not any(remote.backend.is_estimate(row, int(t)) for t in top)
     assert remote.backend.is_estimate(row, int(np.argsort(local)[0]))
+    # A hot temperature and a top-k sampler change nothing: the values come before sampling.
+    import httpx
+    hot = httpx.post(remote.backend.url + "/completion", timeout=60, json={
+        "prompt": prompt, "n_predict": 1, "n_probs": 20, "temperature": 1.7, "top_k": 3, "cache_prompt": True,
+        "id_slot": 0}).json()["completion_probabilities"][0]["top_logprobs"]
+    assert [e["id"] for e in hot] == [int(t) for t in top]
+    assert max(abs(e["logprob"] - float(local[e["id"]])) for e in hot) <= LOGP_TOLERANCE
 
 
 @pytest.mark.model
@@ -176,6 +183,8 @@ def test_a_pack_naming_another_model_is_refused(remote):
     one_sentence(info.value, "gemma-3-270m")
     with pytest.raises(ServerModelMismatch):
         check_model(remote.backend, {"sha256": "0" * 64})
+    # A trace's model header: the sha256 decides when both sides know it, whatever the name.
+    check_model(remote.backend, {"name": "renamed.gguf", "sha256": remote.backend.model_sha256()}, "the trace")
 
 
 # -- failure modes ------------------------------------------------------------------------------
