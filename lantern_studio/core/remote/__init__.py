@@ -13,9 +13,9 @@ from typing import Any
 
 from ..errors import LanternError
 from .base import RemoteBackend
+from .credentials import api_key_for, save_api_key
 from .errors import (ServerAuthError, ServerDisconnected, ServerError, ServerHTTPError, ServerModelMismatch,
                      ServerProtocolError, ServerTimeout, ServerUnavailable)
-from .credentials import api_key_for, save_api_key
 from .http import RemoteSettings, ServerConnection, is_url, normalise_url, one_clause
 from .llama_server import LlamaServerBackend, model_name
 

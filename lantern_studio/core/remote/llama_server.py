@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import LanternError, ModelError
 from .base import RemoteBackend
 from .errors import ServerModelMismatch, ServerProtocolError
-from .http import RemoteSettings, ServerConnection, one_clause
+from .http import ServerConnection, one_clause
 from .rows import row_from_top
 
 # Texts llama.cpp itself treats as end-of-generation when the vocabulary marks them special.
@@ -108,20 +108,6 @@ class LlamaServerBackend(RemoteBackend):
         return row_from_top(ids, logprobs, self.n_vocab)
 
     _served_name: str | None = None
-
-
-def connect_llama_server(url: str, settings: RemoteSettings = RemoteSettings(),
-                         slots: Sequence[int] | None = None) -> LlamaServerBackend:
-    """A backend on the llama-server at ``url`` (ServerError if it cannot be used)."""
-    conn = ServerConnection(url, settings)
-    try:
-        props = conn.get("/props")
-        if not isinstance(props, dict) or "default_generation_settings" not in props:
-            raise ServerProtocolError(f"The server at {conn.url} does not answer /props like a llama-server.")
-        return LlamaServerBackend.connect(conn, props, slots)
-    except BaseException:
-        conn.close()
-        raise
 
 
 def model_name(alias: Any, path: str | None) -> str:
@@ -231,4 +217,4 @@ def _parse_completion(answer: Any, n_vocab: int, where: str) -> tuple[list[int],
     return ids, logprobs, sampled, stop if isinstance(stop, str) else ""
 
 
-__all__ = ["LlamaServerBackend", "connect_llama_server", "END_TEXTS"]
+__all__ = ["LlamaServerBackend", "END_TEXTS", "model_name"]
