@@ -1,5 +1,5 @@
 """Steered throughput against plain generation: same model, prompt, token count and threads,
-runs alternated, medians reported as ratios measured in one run (DESIGN §8)."""
+runs alternated, medians reported as ratios measured in one run."""
 
 from __future__ import annotations
 

@@ -20,10 +20,12 @@ def run(engine, reference, prompt=CAPITAL, sampling=SHORT, **loop):
 
 @pytest.mark.parametrize("prompt", [CAPITAL, "Give me three tips for sleeping better."])
 def test_guide_gamma_zero_is_the_plant_and_gamma_one_is_prompt_mode(engine, conflict_reference, prompt):
+    # The algebra holds for the bare mixture: no plausibility cut, no guards.
+    raw = {"plausibility": 0.0, "copy_guard": 0, "repeat_guard": 0, "form_guard": False}
     none = run(engine, conflict_reference, prompt, mode="none")
     observe = run(engine, conflict_reference, prompt, mode="observe")
-    prompted = run(engine, conflict_reference, prompt, mode="prompt")
-    fixed = {"gamma_min": 0.0, "gamma_max": 0.0}  # adaptive guidance off
+    prompted = run(engine, conflict_reference, prompt, mode="prompt", **raw)
+    fixed = {"gamma_min": 0.0, "gamma_max": 0.0, **raw}  # adaptive guidance off
     g0 = run(engine, conflict_reference, prompt, mode="guide", gamma=0.0, **fixed)
     g1 = run(engine, conflict_reference, prompt, mode="guide", gamma=1.0, **fixed)
     ids = lambda tr: [t.token_id for t in tr.tokens]  # noqa: E731
