@@ -10,7 +10,8 @@ Reported, each as ratios measured in the same run:
 - Lantern's plain decode over the server (one request per token) and observe / blip / guide
   over the server, as tokens/s and as ratios to that plain decode
 - the same ratios on the local engine (`lantern bench`'s paired method)
-- the round trip of one distribution, and greedy parity (same tokens, largest |Δ log p|)
+- the round trip of one distribution, what a sidecar chunk of 8 costs against one plant token on
+  each terrain, and greedy parity (same tokens, largest |Δ log p|)
 """
 
 from __future__ import annotations
@@ -106,6 +107,31 @@ def parity(local: Engine, remote: Engine, reference, n: int) -> dict:
             "filled_minus_true_median": round(statistics.median(d_filled), 3) if d_filled else None}
 
 
+def chunk_cost(engine: Engine, reference, k: int = 8, repeats: int = 9) -> dict:
+    """Milliseconds to score a sidecar chunk of k answer tokens behind the cached reference
+    prompt, and to get one plant distribution (one new token): median of ``repeats``."""
+    from lantern_studio.core.backend import PLANT, SIDECAR, Feed
+    from lantern_studio.core.reference import render_reference
+
+    prompt = engine.conversation(render_reference(reference), BENCH_PROMPT)
+    chunk = engine.tokenize_answer(" The keeper climbed the stairs and lit the lamp.")[:k]
+    engine.clear_scratch()
+    b = engine.backend
+    b.forward([engine.prefill(SIDECAR, prompt)])
+    plant_prompt = engine.conversation("", BENCH_PROMPT)
+    b.forward([engine.prefill(PLANT, plant_prompt)])
+    side, one = [], []
+    for _ in range(repeats):  # the sequences grow, never truncated: a local truncation re-lays cells
+        t0 = time.perf_counter()
+        b.forward([Feed(SIDECAR, chunk, 0)])
+        side.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        b.forward([Feed(PLANT, chunk[:1], 0)])
+        one.append(time.perf_counter() - t0)
+    return {"chunk_tokens": len(chunk), "chunk_ms": round(1000 * statistics.median(side), 2),
+            "one_token_ms": round(1000 * statistics.median(one), 2)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--url", help="an already running llama-server (default: start one)")
@@ -128,6 +154,7 @@ def main() -> int:
                 Engine(connect(url, RemoteSettings(), slots=range(0, 3))) as remote:
             out["parity"] = parity(local, remote, reference, args.tokens)
             out["server_native_tok_s"] = round(server_native(url, remote, args.tokens, args.repeats), 2)
+            out["chunk_cost"] = {"remote": chunk_cost(remote, reference), "local": chunk_cost(local, reference)}
             remote.backend.requests = 0
             t0 = time.perf_counter()
             out["remote"] = run_bench(remote, reference, tokens=args.tokens, repeats=args.repeats)
@@ -151,6 +178,7 @@ def main() -> int:
             print(f"{mode:8s} server {r[mode + '_tok_s']:7.2f} tok/s ratio {r[mode + '_ratio']:.3f}   "
                   f"local {loc[mode + '_tok_s']:7.2f} tok/s ratio {loc[mode + '_ratio']:.3f}")
         print("parity:", out["parity"])
+        print("sidecar chunk of 8 vs one plant token (ms):", out["chunk_cost"])
     return 0
 
 
