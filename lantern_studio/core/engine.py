@@ -55,7 +55,11 @@ class Engine:
     @classmethod
     def load(cls, model: str | Path | None = None, settings: EngineSettings = EngineSettings(),
              progress: Callable[[float], bool] | None = None) -> "Engine":
-        """Load a built-in model by name or a local GGUF path (ModelError if it cannot)."""
+        """Load a built-in model by name or a local GGUF path (ModelError if it cannot), or
+        connect to a model server at an http(s) URL (docs/remote.md)."""
+        from .remote import connect, is_url
+        if is_url(model):
+            return cls(connect(str(model)))
         return cls(LlamaCppBackend(resolve_model(model), settings, progress))
 
     def close(self) -> None:

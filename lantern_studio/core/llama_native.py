@@ -35,6 +35,26 @@ def _ensure_backend() -> None:
             _backend_ready = True
 
 
+def apply_chat_template(template: str, messages: Sequence[tuple[str, str]], add_assistant: bool) -> str:
+    """Render messages with llama.cpp's built-in implementation of a chat template (no model
+    needed: a remote backend renders a server's template exactly as the local engine does)."""
+    keep = [(r.encode(), c.encode()) for r, c in messages]
+    arr = (C.llama_chat_message * len(keep))()
+    for i, (role, content) in enumerate(keep):
+        arr[i].role = role
+        arr[i].content = content
+    size = 4096 + sum(len(c) for _, c in keep) * 2
+    for _ in range(2):
+        buf = ctypes.create_string_buffer(size)
+        n = C.llama_chat_apply_template(template.encode(), arr, len(keep), add_assistant, buf, size)
+        if n < 0:
+            raise ModelError("The model's chat template is not supported by llama.cpp.")
+        if n <= size:
+            return buf.raw[:n].decode("utf-8", "replace")
+        size = n + 1
+    raise ModelError("The chat template produced an unexpectedly long prompt.")
+
+
 class LlamaModel:
     """A loaded GGUF model and its vocabulary."""
 
@@ -99,21 +119,7 @@ class LlamaModel:
 
     def apply_chat_template(self, template: str, messages: Sequence[tuple[str, str]], add_assistant: bool) -> str:
         """Render messages with llama.cpp's built-in implementation of the model's template."""
-        keep = [(r.encode(), c.encode()) for r, c in messages]
-        arr = (C.llama_chat_message * len(keep))()
-        for i, (role, content) in enumerate(keep):
-            arr[i].role = role
-            arr[i].content = content
-        size = 4096 + sum(len(c) for _, c in keep) * 2
-        for _ in range(2):
-            buf = ctypes.create_string_buffer(size)
-            n = C.llama_chat_apply_template(template.encode(), arr, len(keep), add_assistant, buf, size)
-            if n < 0:
-                raise ModelError("The model's chat template is not supported by llama.cpp.")
-            if n <= size:
-                return buf.raw[:n].decode("utf-8", "replace")
-            size = n + 1
-        raise ModelError("The chat template produced an unexpectedly long prompt.")
+        return apply_chat_template(template, messages, add_assistant)
 
     def tokenize(self, text: str, add_special: bool = False, parse_special: bool = False) -> list[int]:
         data = text.encode("utf-8")
