@@ -41,6 +41,7 @@ class RemoteBackend(ABC):
         self.n_seq = len(self.slots)
         self._pieces = pieces
         self._end = set(end_tokens)
+        self._control: dict[int, bool] = {}
         self._bos = list(bos)
         self._template = template
         self._model_path = model_path
@@ -72,6 +73,18 @@ class RemoteBackend(ABC):
 
     def is_end(self, token: int) -> bool:
         return token in self._end
+
+    def is_control(self, token: int) -> bool:
+        """A control token: one that only special-token parsing produces from its spelling
+        (servers do not report token attributes). Asked of few tokens — the template's — and
+        remembered."""
+        known = self._control.get(token)
+        if known is None:
+            text = self._pieces[token].decode("utf-8", "replace") if 0 <= token < len(self._pieces) else ""
+            known = bool(text) and self.tokenize(text, special=True) == [token] \
+                and self.tokenize(text, special=False) != [token]
+            self._control[token] = known
+        return known
 
     def chat_template(self) -> str | None:
         return self._template
