@@ -78,11 +78,15 @@ class Generation:
         self.answer_events: list[TokenEvent] = []
         self.answer_plant_pos: list[int] = []
         self.n_emitted = 0
-        self.fed = 0  # answer tokens the sidecar has consumed
-        self.pending: list[tuple[TokenEvent, np.ndarray]] = []  # unscored tokens + plant rows
+        self.fed = 0  # answer tokens the scoring sequence has consumed
+        self.pending: list[tuple[TokenEvent, np.ndarray]] = []  # unscored tokens + the driver's rows
         self.held_hits: list[RuleHit] = []  # rule hits on pending tokens, yielded after them
-        self.plant_row: np.ndarray | None = None
-        self.ref_row: np.ndarray | None = None  # sidecar logits predicting answer[fed]
+        # The driver is the sequence whose distribution picks every token (the plant; the
+        # sidecar when guidance is exactly γ = 1, which needs no plant row to choose); the
+        # scorer is read in chunks. next_row: the driver's log-probs for the next token;
+        # held_row: the scorer's logits predicting answer[fed].
+        self.next_row: np.ndarray | None = None
+        self.held_row: np.ndarray | None = None
         self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self.text = ""
         self.errors: list[float] = []
@@ -108,6 +112,7 @@ class Generation:
         self.policy: Policy = policy_for(self)
         self.uses_sidecar = self.policy.uses_sidecar
         self.chunk = self.policy.chunk
+        self.driver, self.scorer = (SIDECAR, PLANT) if self.policy.sidecar_drives else (PLANT, SIDECAR)
         # What the model reads (the whole reference, or its part that bears on the question);
         # the guards and the leak check always hold the answer against the whole of it.
         self.model_text = focused_text(reference, prompt, loop.focus) if self.rendered and reference else ""
@@ -129,9 +134,12 @@ class Generation:
         if self.uses_sidecar:
             feeds.append(self.e.prefill(SIDECAR, self.sidecar_prompt))
         rows = self.b.forward(feeds)
-        self.plant_row = log_softmax(rows[0][-1])
-        if self.uses_sidecar:
-            self.ref_row = rows[1][-1].copy()
+        if self.driver == PLANT:
+            self.next_row = log_softmax(rows[0][-1])
+            self.held_row = rows[1][-1].copy() if self.uses_sidecar else None
+        else:
+            self.next_row = log_softmax(rows[1][-1])
+            self.held_row = rows[0][-1].copy()
         if self.opening is not None:
             yield BlipEvent(index=0, text=self.opening.text, source_id=self.opening.id,
                             reason="the rule most relevant to the question", rewound=0)
@@ -245,29 +253,32 @@ class Generation:
 
     # -- emitting and scoring ---------------------------------------------------------------
     def emit(self, token: int, control: float | None) -> Iterator[Event]:
-        assert self.plant_row is not None
+        row = self.next_row
+        assert row is not None
         if self.echo:
             self.since_blip.append(token)
         piece = self.decoder.decode(self.e.piece_bytes(token))
-        ev = TokenEvent(index=self.n_emitted, token_id=token, text=piece,
-                        logp_plant=float(self.plant_row[token]), top_plant=self.e.top(self.plant_row),
-                        control=control, approx=self.b.is_estimate(self.plant_row, token))
+        ev = TokenEvent(index=self.n_emitted, token_id=token, text=piece, control=control,
+                        approx=self.b.is_estimate(row, token))
+        self._fill(ev, self.driver, row)
         self.n_emitted += 1
+        # where the token sits in the plant (after any injected blips; the plant may lag)
+        self.answer_plant_pos.append(self.b.length(PLANT) if self.driver == PLANT
+                                     else len(self.plant_prompt) + len(self.answer))
         self.answer.append(token)
         self.answer_events.append(ev)
-        self.answer_plant_pos.append(self.b.length(PLANT))
         self.text += piece
         if self.uses_sidecar:
-            self.pending.append((ev, self.plant_row))
+            self.pending.append((ev, row))
         else:
             yield ev
-        # When a chunk is due, the plant's next token and the sidecar's chunk share one decode.
-        feeds = [Feed(PLANT, [token], 0)]
+        # When a chunk is due, the driver's next token and the scorer's chunk share one decode.
+        feeds = [Feed(self.driver, [token], 0)]
         due = self.uses_sidecar and len(self.answer) - self.fed >= self.chunk
         if due:
-            feeds.append(Feed(SIDECAR, self.answer[self.fed:], 0))
+            feeds.append(Feed(self.scorer, self.answer[self.fed:], 0))
         rows = self.b.forward(feeds)
-        self.plant_row = log_softmax(rows[0][0])
+        self.next_row = log_softmax(rows[0][0])
         decision: Decision | None = None
         if due:
             scored, decision = self.score(rows[1])
@@ -283,22 +294,28 @@ class Generation:
         if decision is not None:
             yield from self.policy.act(decision, hit)
 
+    def _fill(self, ev: TokenEvent, seq: int, row: np.ndarray) -> None:
+        """Put one side's score of ``ev``'s token, from that side's log-prob row, into ``ev``."""
+        if seq == PLANT:
+            ev.logp_plant, ev.top_plant = float(row[ev.token_id]), self.e.top(row)
+        else:
+            ev.logp_ref, ev.top_ref = float(row[ev.token_id]), self.e.top(row)
+
     def score(self, rows: np.ndarray) -> tuple[list[Event], Decision | None]:
-        """Score the pending tokens with the held sidecar row and the new chunk's rows, and
+        """Score the pending tokens with the held scorer row and the new chunk's rows, and
         run the policy on them before they are yielded (events never change after)."""
-        assert self.ref_row is not None
-        ref_rows = np.vstack([self.ref_row[None, :], rows[:-1]])
-        self.ref_row = rows[-1].copy()
+        assert self.held_row is not None
+        scorer_rows = np.vstack([self.held_row[None, :], rows[:-1]])
+        self.held_row = rows[-1].copy()
         self.fed = len(self.answer)
-        lr = log_softmax_rows(ref_rows)
-        scored: list[TokenEvent] = []
+        ls = log_softmax_rows(scorer_rows)
+        scored: list[Event] = []
         decision: Decision | None = None
-        for (ev, prow), lr_i, raw in zip(self.pending, lr, ref_rows):
-            b = float(lr_i[ev.token_id])
-            ev.logp_ref = b
-            ev.error = (ev.logp_plant or 0.0) - b
-            ev.divergence = divergence(lr_i, prow)
-            ev.top_ref = self.e.top(lr_i)
+        for (ev, drow), ls_i, raw in zip(self.pending, ls, scorer_rows):
+            self._fill(ev, self.scorer, ls_i)
+            lr, lp = (ls_i, drow) if self.scorer == SIDECAR else (drow, ls_i)
+            ev.error = (ev.logp_plant or 0.0) - (ev.logp_ref or 0.0)
+            ev.divergence = divergence(lr, lp)
             ev.approx = ev.approx or self.b.is_estimate(raw, ev.token_id)
             self.errors.append(ev.error)
             decision = self.policy.on_scored(ev) or decision
@@ -313,7 +330,7 @@ class Generation:
         if not (self.uses_sidecar and self.pending):
             return
         try:
-            rows = self.b.forward([Feed(SIDECAR, self.answer[self.fed:], 0)])
+            rows = self.b.forward([Feed(self.scorer, self.answer[self.fed:], 0)])
         except ContextOverflow:
             # No room left to score the last tokens: they still belong to the answer.
             yield from (ev for ev, _ in self.pending)
@@ -419,9 +436,9 @@ class Generation:
         if self.uses_sidecar:
             self.b.truncate(SIDECAR, len(self.sidecar_prompt) + start)
             self.fed = start
-            self.ref_row = None
+            self.held_row = None
         del self.answer[start:], self.answer_events[start:], self.answer_plant_pos[start:]
-        self.plant_row = None
+        self.next_row = None
         self.policy.rewound(count)
         self.n_rewound += count
         self._rebuild_text()
@@ -431,22 +448,23 @@ class Generation:
         """Put tokens into the plant's context only (never into the answer or the sidecar)."""
         if not tokens:
             return
-        self.plant_row = log_softmax(self.b.forward([Feed(PLANT, list(tokens), len(tokens) - 1)])[0][-1])
+        assert self.driver == PLANT, "blips go into the plant, which must be the driver"
+        self.next_row = log_softmax(self.b.forward([Feed(PLANT, list(tokens), len(tokens) - 1)])[0][-1])
         self.blips_in_context = True
         self.refresh_rows()
 
     def refresh_rows(self) -> None:
-        """After a rewind, recompute the next-token rows by re-feeding the last token of each
-        sequence (its logits were overwritten since)."""
-        plant = [self._refeed_last(PLANT)] if self.plant_row is None else []
-        sidecar = [self._refeed_last(SIDECAR)] if self.uses_sidecar and self.ref_row is None else []
-        if not plant and not sidecar:
+        """After a rewind, recompute the rows by re-feeding the last token of each sequence
+        (its logits were overwritten since)."""
+        driver = [self._refeed_last(self.driver)] if self.next_row is None else []
+        scorer = [self._refeed_last(self.scorer)] if self.uses_sidecar and self.held_row is None else []
+        if not driver and not scorer:
             return
-        rows = self.b.forward(plant + sidecar)
-        if plant:
-            self.plant_row = log_softmax(rows[0][-1])
-        if sidecar:
-            self.ref_row = rows[-1][-1].copy()
+        rows = self.b.forward(driver + scorer)
+        if driver:
+            self.next_row = log_softmax(rows[0][-1])
+        if scorer:
+            self.held_row = rows[-1][-1].copy()
 
     def blip_gains(self, shortlist: Sequence[BlipCandidate]) -> list[float] | None:
         """For the scored blip choice: the plant's log-likelihood of the sidecar's greedy

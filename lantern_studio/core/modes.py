@@ -27,6 +27,7 @@ class Policy:
     ``prompt``); the guards act in ``prompt`` mode when they are on."""
 
     uses_sidecar = False
+    sidecar_drives = False  # True when only the sidecar's distribution picks tokens
 
     def __init__(self, run: Generation) -> None:
         self.run = run
@@ -36,8 +37,8 @@ class Policy:
 
     def choose(self) -> tuple[int, float | None]:
         run = self.run
-        assert run.plant_row is not None
-        return run.sampler.pick(run.guarded(run.plant_row)), None
+        assert run.next_row is not None
+        return run.sampler.pick(run.guarded(run.next_row)), None
 
     def opening(self) -> BlipCandidate | None:
         """A reminder the plant reads before its first token (blip mode only)."""
@@ -178,18 +179,30 @@ class GuidePolicy(Policy):
 
     def __init__(self, run: Generation) -> None:
         super().__init__(run)
-        self.chunk = 1  # the sidecar's distribution is needed at every token
-        self.controller = Controller(run.loop)
+        loop = self.loop
+        # At exactly γ = 1 the mix is the sidecar's own distribution: the plant is only read
+        # to score, so it runs in chunks (observe's speed) and the sidecar drives.
+        self.sidecar_drives = (loop.gamma == 1.0 and not loop.adaptive_guide and loop.plausibility == 0
+                               and not loop.guide_rewind)
+        self.chunk = loop.chunk if self.sidecar_drives else 1  # else both rows at every token
+        self.controller = Controller(loop)
         self.boost = False
 
     def choose(self) -> tuple[int, float | None]:
         run = self.run
-        assert run.plant_row is not None and run.ref_row is not None
+        if self.sidecar_drives:
+            assert run.next_row is not None
+            ref = run.next_row
+            if self.loop.plausibility_ref > 0:
+                ref = np.where(ref >= ref.max() + np.float32(np.log(self.loop.plausibility_ref)), ref, -np.inf)
+            return run.sampler.pick(run.guarded(ref)), 1.0
+        assert run.next_row is not None and run.held_row is not None
+        plant_row = run.next_row
         gamma = self.controller.guide_gamma() if self.loop.adaptive_guide else self.loop.gamma
         if self.boost:
             gamma *= 2.0
-        ref = log_softmax(run.ref_row)
-        scores = guided(run.plant_row, ref, gamma)
+        ref = log_softmax(run.held_row)
+        scores = guided(plant_row, ref, gamma)
         if self.loop.plausibility_ref > 0:
             # The same cut on the sidecar's side: only what the reference-reading model itself
             # finds plausible, so the contrast re-ranks its candidates instead of inventing.
@@ -201,7 +214,7 @@ class GuidePolicy(Policy):
             # must not pick tokens the plant itself finds implausible, which is how guidance
             # ends up reciting the sidecar's context. The cut is taken among the tokens still
             # allowed, so a ban never leaves nothing plausible.
-            plant = run.plant_row.copy()
+            plant = plant_row.copy()
             plant[banned] = -np.inf
             top = plant.max()
             if np.isfinite(top):
