@@ -163,13 +163,15 @@ def test_relevant_choice_falls_back_to_overlap_when_nothing_is_relevant(tea):
 
 # -- the opening blip --------------------------------------------------------------------------
 
-def test_opening_is_the_most_relevant_rule_or_none(tea):
+def test_opening_is_the_most_relevant_rules_or_none(tea):
     p = picker(tea)
     first = p.opening(STEEP)
-    assert first is not None and first.id == "always.2"
+    assert [c.id for c in first] == ["always.2"]
     assert p.used["always.2"] == 1  # it counts as a use
-    assert picker(tea).opening("Can I add milk?").id == "blips.1"  # its trigger adds to its relevance
-    assert picker(tea).opening("What is the capital of France?") is None
+    assert picker(tea).opening("Can I add milk?")[0].id == "blips.1"  # its trigger adds to its relevance
+    assert picker(tea).opening("What is the capital of France?") == []
+    two = picker(tea).opening(STEEP, 2)
+    assert two[0].id == "always.2" and len(two) <= 2 and len({c.id for c in two}) == len(two)
 
 
 # -- scored choice -----------------------------------------------------------------------------

@@ -63,10 +63,11 @@ class BlipPicker:
                 return self._take(shortlist[int(np.argmax(measured))])
         return self._take(ranked[0])
 
-    def opening(self, prompt: str) -> BlipCandidate | None:
-        """The rule most relevant to the question, for a blip before the first token."""
+    def opening(self, prompt: str, count: int = 1) -> list[BlipCandidate]:
+        """The ``count`` rules most relevant to the question (those relevant at all), for a
+        reminder before the first token."""
         ranked = [r.candidate for r in rank_rules(self.reference, prompt) if r.score > 0]
-        return self._take(ranked[0]) if ranked else None
+        return [self._take(c) for c in ranked[:max(1, count)]]
 
     def rank_by_overlap(self, preferred: list[str]) -> list[BlipCandidate]:
         """Candidates ordered by overlap with the sidecar's preferred tokens; fresh ones first

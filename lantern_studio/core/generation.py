@@ -118,10 +118,10 @@ class Generation:
         self.model_text = focused_text(reference, prompt, loop.focus) if self.rendered and reference else ""
         self.plant_prompt = engine.conversation(self.model_text if self.mode == "prompt" else "", prompt)
         self.opening = self.policy.opening()
-        if self.opening is not None:
+        if self.opening:
             # Before the answer a system turn is natural whatever the blip style: there is no
             # partial answer for the model to restart.
-            self.plant_prompt = engine.opening(prompt, self.opening.text, "system-turn")
+            self.plant_prompt = engine.opening(prompt, " ".join(c.text for c in self.opening), "system-turn")
             self.blips_in_context = True
         self.sidecar_prompt = engine.conversation(self.model_text, prompt) if self.uses_sidecar else []
 
@@ -140,9 +140,9 @@ class Generation:
         else:
             self.next_row = log_softmax(rows[1][-1])
             self.held_row = rows[0][-1].copy()
-        if self.opening is not None:
-            yield BlipEvent(index=0, text=self.opening.text, source_id=self.opening.id,
-                            reason="the rule most relevant to the question", rewound=0)
+        for rule in self.opening:
+            yield BlipEvent(index=0, text=rule.text, source_id=rule.id,
+                            reason="one of the rules most relevant to the question", rewound=0)
         t_gen = time.perf_counter()
         decode_gen = getattr(self.b, "decode_seconds", 0.0)
         stop = "max_tokens"

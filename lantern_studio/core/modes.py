@@ -40,9 +40,9 @@ class Policy:
         assert run.next_row is not None
         return run.sampler.pick(run.guarded(run.next_row)), None
 
-    def opening(self) -> BlipCandidate | None:
-        """A reminder the plant reads before its first token (blip mode only)."""
-        return None
+    def opening(self) -> list[BlipCandidate]:
+        """Reminders the plant reads before its first token (blip mode only)."""
+        return []
 
     def on_scored(self, ev: TokenEvent) -> Decision | None:
         return None
@@ -102,15 +102,16 @@ class BlipPolicy(ObservePolicy):
         self.controller = Controller(run.loop)
         self.picker = BlipPicker(run.reference, run.loop) if run.reference is not None else None
 
-    def opening(self) -> BlipCandidate | None:
-        """With ``start_blip``, the rule most relevant to the question: the plant reads it as a
-        reminder before its first token (it counts as a blip)."""
+    def opening(self) -> list[BlipCandidate]:
+        """With ``start_blip``, the rules most relevant to the question (as many as ``focus``
+        says, at least one): the plant reads them as one reminder before its first token (each
+        is a blip; they fire the controller once)."""
         if not self.loop.start_blip or self.picker is None or not self.controller.can_fire():
-            return None
-        first = self.picker.opening(self.run.prompt)
-        if first is not None:
-            self._note_injected(first)
-        return first
+            return []
+        rules = self.picker.opening(self.run.prompt, self.loop.focus)
+        if rules:
+            self._note_injected(rules)
+        return rules
 
     def on_scored(self, ev: TokenEvent) -> Decision | None:
         decision = self.controller.step(ev.error or 0.0)
@@ -151,22 +152,24 @@ class BlipPolicy(ObservePolicy):
 
     def _inject(self, candidate: BlipCandidate) -> None:
         self.run.inject(self.run.e.blip_tokens(candidate.text, self.loop.blip_style))
-        self._note_injected(candidate)
+        self._note_injected([candidate])
 
-    def _note_injected(self, candidate: BlipCandidate) -> None:
+    def _note_injected(self, candidates: list[BlipCandidate]) -> None:
         run = self.run
         # Reading a rule back is only harmful for prohibitions ("Never mention X." as the
         # answer); a reminder of a fact the answer should state may well be repeated.
-        text = candidate.text.strip()
-        run.echo = ([run.e.tokenize_answer(text), run.e.tokenize_answer(" " + text)]
-                    if candidate.kind == "never" else [])
+        run.echo = []
+        for candidate in candidates:
+            if candidate.kind == "never":
+                text = candidate.text.strip()
+                run.echo += [run.e.tokenize_answer(text), run.e.tokenize_answer(" " + text)]
         if self.loop.blip_style == "inline-note":
             # The note's wrapper read back into the answer is never wanted.
             for opening in (NOTE_OPEN, NOTE_OPEN.lower(), NOTE_OPEN.upper()):
                 run.echo += [run.e.tokenize_answer(opening.strip()), run.e.tokenize_answer(opening)]
         run.since_blip = []
         self.controller.fire()
-        run.n_blips += 1
+        run.n_blips += len(candidates)
 
 
 class GuidePolicy(Policy):
