@@ -80,6 +80,8 @@ def is_installed(name: str) -> bool:
 def resolve_model(spec: str | os.PathLike[str] | None) -> Path:
     """A built-in name or a path to a local GGUF; the path must exist and look like GGUF."""
     spec = DEFAULT_MODEL if spec is None else spec
+    if isinstance(spec, str) and spec.endswith(":original") and spec[: -len(":original")] in BUILTINS:
+        spec = spec[: -len(":original")]
     if isinstance(spec, str) and spec in BUILTINS:
         path = installed_path(spec)
         if not path.is_file():
