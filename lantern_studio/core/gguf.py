@@ -77,12 +77,17 @@ class GGUFHeader:
         return value if isinstance(value, str) else None
 
     def weight_type(self) -> str | None:
-        """The type holding most of the weights of 2-D (matrix) tensors, e.g. "Q4_1"."""
-        counts: dict[str, int] = {}
-        for t in self.tensors:
-            if len([d for d in t.shape if d > 1]) >= 2:
-                counts[t.type_name] = counts.get(t.type_name, 0) + t.n_elements
-        return max(counts, key=counts.__getitem__) if counts else None
+        """The type holding most of the weights of the layers' matrices, e.g. "Q4_1" (the
+        token embedding, often kept at Q8_0 and as large as all layers in a small model
+        with a big vocabulary, does not count unless there is nothing else)."""
+        for layers_only in (True, False):
+            counts: dict[str, int] = {}
+            for t in self.tensors:
+                if len([d for d in t.shape if d > 1]) >= 2 and (t.name.startswith("blk.") or not layers_only):
+                    counts[t.type_name] = counts.get(t.type_name, 0) + t.n_elements
+            if counts:
+                return max(counts, key=counts.__getitem__)
+        return None
 
     def type_counts(self) -> dict[str, int]:
         """Number of elements per tensor type."""
@@ -96,26 +101,67 @@ class GGUFHeader:
 
 
 class _Reader:
+    """Reads forward through a file in 1 MB blocks, never past ``limit`` bytes."""
+
+    BLOCK = 1 << 20
+
     def __init__(self, fh: io.BufferedReader, file_size: int, limit: int) -> None:
         self.fh = fh
         self.file_size = file_size
         self.limit = min(limit, file_size)
-        self.pos = 0
+        self.buf = b""
+        self.off = 0  # position in buf
+        self.base = 0  # file position of buf[0]
 
-    def take(self, n: int) -> bytes:
+    @property
+    def pos(self) -> int:
+        return self.base + self.off
+
+    def _ensure(self, n: int) -> None:
         if n < 0 or self.pos + n > self.limit:
             self._fail(n)
-        data = self.fh.read(n)
-        if len(data) != n:
+        if len(self.buf) - self.off >= n:
+            return
+        rest = self.buf[self.off:]
+        self.base += self.off
+        want = min(max(n - len(rest), self.BLOCK), self.limit - self.base - len(rest))
+        more = self.fh.read(want)
+        self.buf, self.off = rest + more, 0
+        if len(self.buf) < n:
             raise GGUFError("The GGUF header is truncated.")
-        self.pos += n
+
+    def take(self, n: int) -> bytes:
+        self._ensure(n)
+        data = self.buf[self.off:self.off + n]
+        self.off += n
         return data
 
     def skip(self, n: int) -> None:
         if n < 0 or self.pos + n > self.limit:
             self._fail(n)
-        self.fh.seek(n, os.SEEK_CUR)
-        self.pos += n
+        if len(self.buf) - self.off >= n:
+            self.off += n
+            return
+        target = self.pos + n
+        self.fh.seek(target)
+        self.buf, self.off, self.base = b"", 0, target
+
+    def skip_strings(self, count: int) -> None:
+        """Skip ``count`` length-prefixed strings (a vocabulary) without a call per string."""
+        unpack = struct.unpack_from
+        while count:
+            self._ensure(8)
+            buf, off, end = self.buf, self.off, len(self.buf)
+            while count and off + 8 <= end:
+                n = unpack("<Q", buf, off)[0]
+                if off + 8 + n > end:
+                    break
+                off += 8 + n
+                count -= 1
+            self.off = off
+            if count:  # the next string straddles the block: take it the slow way
+                self.skip(self.u64())
+                count -= 1
 
     def _fail(self, n: int) -> None:
         if self.pos + n > self.file_size:
@@ -196,8 +242,7 @@ def _skip_array(r: _Reader) -> int:
         # Each string costs at least its 8-byte length, so the count is bounded by the limit.
         if count * 8 > r.limit - r.pos:
             r._fail(count * 8)
-        for _ in range(count):
-            r.skip(r.u64())
+        r.skip_strings(count)
     elif etype in _FIXED:
         r.skip(count * struct.calcsize(_FIXED[etype]))
     else:  # nested arrays are legal GGUF but no model uses them; refusing keeps the parse flat
