@@ -81,7 +81,9 @@ def test_kind_from_metadata(tmp_path):
 
 
 def test_the_real_default_model(model_path):
-    info = describe(read_header(model_path))
+    from lantern_studio.core.models import installed_path
+
+    info = describe(read_header(installed_path("smollm2")))  # the file as pulled
     assert info["kind"] == "instruct" and info["weight_type"] == "Q4_1"
     assert info["architecture"] == "llama" and info["params"] > 100_000_000
 

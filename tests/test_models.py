@@ -39,6 +39,13 @@ def no_external_models(tmp_path, monkeypatch):
     monkeypatch.setattr(model_sources, "usual_places", lambda: [])
 
 
+@pytest.fixture(scope="module")
+def original(model_path) -> Path:
+    """The pulled Q4_1 file (``model_path`` is the file ``smollm2`` loads: maybe its fast copy).
+    Module-scoped, so it is found before a test moves the models dir."""
+    return models.installed_path("smollm2")
+
+
 @pytest.fixture
 def models_dir(tmp_path, monkeypatch) -> Path:
     d = tmp_path / "models"
@@ -102,10 +109,10 @@ def test_check_gguf_accepts_the_real_model(model_path):
     check_gguf(model_path)
 
 
-def test_installed_default_model_matches_the_pinned_checksum(model_path):
+def test_installed_default_model_matches_the_pinned_checksum(original):
     pinned = models.BUILTINS["smollm2"]
-    assert model_path.stat().st_size == pinned.size
-    assert models.sha256_file(model_path) == pinned.sha256
+    assert original.stat().st_size == pinned.size
+    assert models.sha256_file(original) == pinned.sha256
 
 
 def test_resolve_builtin_that_is_not_installed_says_how_to_pull(models_dir):
@@ -322,9 +329,9 @@ def test_pip_failures_become_one_sentence(monkeypatch, tmp_path):
 
 # -- list_models ----------------------------------------------------------------------------
 
-def test_list_models_marks_installed_and_available_and_finds_local_files(models_dir, model_path):
+def test_list_models_marks_installed_and_available_and_finds_local_files(original, models_dir):
     smollm2 = models.BUILTINS["smollm2"]
-    (models_dir / smollm2.filename).symlink_to(model_path)
+    (models_dir / smollm2.filename).symlink_to(original)
     (models_dir / "my-finetune.gguf").write_bytes(fake_gguf(512))
     (models_dir / "readme.txt").write_text("not a model")
     rows = {r["name"]: r for r in list_models()}
@@ -412,8 +419,8 @@ def test_resolve_a_dangling_link_or_a_directory_is_one_sentence(models_dir):
     one_sentence(info.value, "loop.gguf")
 
 
-def test_list_models_describes_the_real_model_and_names_what_it_uses(models_dir, model_path):
-    (models_dir / models.BUILTINS["smollm2"].filename).symlink_to(model_path)
+def test_list_models_describes_the_real_model_and_names_what_it_uses(original, models_dir):
+    (models_dir / models.BUILTINS["smollm2"].filename).symlink_to(original)
     row = next(r for r in list_models() if r["name"] == "smollm2")
     assert row["kind"] == "instruct" and row["weight_type"] == "Q4_1" and row["source"] == "built-in"
     assert row["uses"] == str(models_dir / models.BUILTINS["smollm2"].filename)
@@ -422,9 +429,9 @@ def test_list_models_describes_the_real_model_and_names_what_it_uses(models_dir,
 
 # -- GGUFs other tools keep --------------------------------------------------------------------
 
-def real_header_bytes(model_path, n: int = 4 << 20) -> bytes:
-    """The first bytes of the real model: a parseable header (metadata and tensor table)."""
-    with open(model_path, "rb") as fh:
+def real_header_bytes(original, n: int = 4 << 20) -> bytes:
+    """The first bytes of the real (pulled) model: a parseable header (metadata and tensors)."""
+    with open(original, "rb") as fh:
         return fh.read(n)
 
 
@@ -470,10 +477,10 @@ def make_places(root: Path, gguf: bytes) -> list[tuple[str, Path]]:
             ("llama.cpp cache", llama), ("Hugging Face cache", root / "hf" / "hub"), ("Ollama", ollama)]
 
 
-def test_local_models_are_found_in_the_usual_places_without_copying(tmp_path, models_dir, model_path, monkeypatch):
+def test_local_models_are_found_in_the_usual_places_without_copying(original, tmp_path, models_dir, monkeypatch):
     from lantern_studio.core import model_sources
 
-    places = make_places(tmp_path / "home", real_header_bytes(model_path))
+    places = make_places(tmp_path / "home", real_header_bytes(original))
     monkeypatch.setattr(model_sources, "usual_places", lambda: places)
     before = sorted(p.name for p in models_dir.iterdir())
     rows = [r for r in list_models() if not r["builtin"]]
@@ -508,10 +515,11 @@ def test_usual_places_follow_home_and_the_tools_variables(tmp_path, monkeypatch)
 
 # -- resolving built-ins with a fast copy -------------------------------------------------------
 
-def test_resolve_names_the_chosen_file_and_either_on_request(models_dir, model_path):
+def test_resolve_names_the_chosen_file_and_either_on_request(original, models_dir):
     smollm2 = models.BUILTINS["smollm2"]
+    pulled = original
     original = models_dir / smollm2.filename
-    original.symlink_to(model_path)
+    original.symlink_to(pulled)
     copy = models.copy_path("smollm2", "Q4_0")
     copy.write_bytes(fake_gguf(4096))
     assert resolve_model("smollm2") == original  # no record yet: the original

@@ -194,8 +194,11 @@ def _run_child(src: Path, dst: Path, ftype: str, n_threads: int, say: Progress,
     if rc != 0:
         if "No space left" in err or "ENOSPC" in err:
             raise ModelError("The disk filled up while writing the fast copy; nothing was kept.")
-        last = next((ln for ln in reversed(err.strip().splitlines()) if ln.strip()), f"exit status {rc}")
-        raise ModelError(last.removeprefix("lantern: ").strip())
+        said = [ln for ln in err.splitlines() if ln.startswith("lantern: ")]
+        if said:  # the child's own one-sentence error
+            raise ModelError(said[-1].removeprefix("lantern: ").strip())
+        how = f"signal {-rc}" if rc < 0 else f"exit status {rc}"
+        raise ModelError(f"The converter stopped with {how} while converting {src.name}; nothing was kept.")
 
 
 def child_main(src: str, dst: str, ftype: str, n_threads: int = 0) -> int:

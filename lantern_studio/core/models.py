@@ -205,9 +205,10 @@ def list_models(external: bool = True) -> list[dict[str, object]]:
     ``external``) the GGUFs other tools keep (``core.model_sources``), never copied.
 
     Each row: name, title, builtin, installed, size, path, license, default, kind
-    ("instruct"/"base"/"unknown") and why, source, weight_type; a built-in also says which
-    file its name uses and why (``uses``, ``uses_reason``). Unreadable entries are skipped
-    or marked, never raised."""
+    ("instruct"/"base"/"unknown") and why, source, weight_type. For an installed built-in,
+    ``path`` is the file its name loads (the fast copy when the pull chose it), ``uses_reason``
+    says why, ``original_path`` is the file as pulled. Unreadable entries are skipped or
+    marked, never raised."""
     rows: list[dict[str, object]] = []
     known: set[str] = set()
     for m in BUILTINS.values():
@@ -222,9 +223,11 @@ def list_models(external: bool = True) -> list[dict[str, object]]:
         if m.fast_format:
             known.add(copy_path(m.name, m.fast_format).name)
         if installed:
-            row.update(_describe(path))
             uses, why = chosen_file(m.name)
-            row["uses"], row["uses_reason"] = str(uses), why
+            # "path" is the file the name loads (what --model NAME and `models path` give).
+            row.update(_describe(uses), path=str(uses), uses=str(uses), uses_reason=why, original_path=str(path))
+            if uses != path:
+                row["size"] = safe_stat(uses).st_size if safe_stat(uses) else m.size
         rows.append(row)
     directory = models_dir()
     if directory.is_dir():
