@@ -169,6 +169,61 @@ def pass_rates(engine: Engine) -> dict:
     return out
 
 
+def paired_bench(files: list[tuple[str, Path]], threads: int, rounds: int, tokens: int = 128) -> dict:
+    """Every file loaded at once; in each round, for each variant, each file runs a plain
+    decode and then the variant, the order of the files rotating from round to round. Two
+    ratios come out: steered / plain within a file (as ``lantern bench``), and a file's
+    tokens/s over the original's in the same round: on a machine whose speed drifts, both
+    compare runs seconds apart."""
+    from lantern_studio.bench import BENCH_PROMPT, plain_decode, steered
+
+    ref = load_reference(references_dir() / "otc-analgesics.md")
+    variants = {"observe": LoopSettings(mode="observe"), "blip": ref.loop.updated(mode="blip"),
+                "guide": LoopSettings(mode="guide", gamma=1.5)}
+    engines = [(label, Engine.load(path, EngineSettings(n_threads=threads))) for label, path in files]
+    try:
+        n = tokens
+        for _, engine in engines:  # page in, and the token count every file can reach
+            n = min(n, int(steered(engine, ref, variants["observe"], BENCH_PROMPT, tokens)["emitted"]))
+        speed = {label: {v: [] for v in ["plain", *variants]} for label, _ in engines}
+        within = {label: {v: [] for v in variants} for label, _ in engines}
+        across = {label: {v: [] for v in ["plain", *variants]} for label, _ in engines}
+        for r in range(rounds):
+            order = engines[r % len(engines):] + engines[: r % len(engines)]
+            say(f"paired round {r + 1}/{rounds}")
+            got: dict[str, dict[str, float]] = {label: {} for label, _ in engines}
+            for name, loop in variants.items():
+                for label, engine in order:
+                    base, _ = plain_decode(engine, BENCH_PROMPT, n)
+                    tok_s = float(steered(engine, ref, loop, BENCH_PROMPT, n)["tokens_per_s"])
+                    got[label].setdefault("plain", base)
+                    got[label][name] = tok_s
+                    speed[label][name].append(tok_s)
+                    within[label][name].append(tok_s / base)
+                    if name == "observe":
+                        speed[label]["plain"].append(base)
+            first = engines[0][0]
+            for label, _ in engines:
+                for v in ["plain", *variants]:
+                    across[label][v].append(got[label][v] / got[first][v])
+    finally:
+        for _, engine in engines:
+            engine.close()
+    med = statistics.median
+    out = {"tokens": n, "rounds": rounds, "threads": threads or os.cpu_count()}
+    for label, _ in engines:
+        row = {}
+        for v in ["plain", *variants]:
+            row[f"{v}_tok_s"] = round(med(speed[label][v]), 1)
+            row[f"{v}_vs_original"] = round(med(across[label][v]), 3)
+            row[f"{v}_vs_original_range"] = [round(min(across[label][v]), 3), round(max(across[label][v]), 3)]
+            if v in within[label]:
+                row[f"{v}_ratio"] = round(med(within[label][v]), 3)
+                row[f"{v}_ratio_range"] = [round(min(within[label][v]), 3), round(max(within[label][v]), 3)]
+        out[label] = row
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="smollm2:original", help="the original (a built-in spec or a path)")
@@ -176,6 +231,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--bench-repeats", type=int, default=5)
     ap.add_argument("--no-bench", action="store_true")
+    ap.add_argument("--paired", action="store_true", help="only the cross-file paired bench (all files loaded at once)")
     ap.add_argument("--no-probes", action="store_true")
     ap.add_argument("--no-quality", action="store_true")
     ap.add_argument("--keep", metavar="DIR", help="write the copies here and keep them")
@@ -191,6 +247,10 @@ def main() -> int:
             make_fast_copy(original, dst, ftype, n_threads=args.threads)
         say(f"{ftype}: {dst} ({dst.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - t0:.1f} s)")
         files.append((f"requantized {ftype}", dst))
+    if args.paired:
+        result = paired_bench(files, args.threads, args.bench_repeats)
+        print(json.dumps(result, indent=2) if args.json else json.dumps(result))
+        return 0
     items = probe_items()
     report: dict = {"threads": args.threads or os.cpu_count(), "files": {}}
     base = None

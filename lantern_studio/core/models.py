@@ -225,7 +225,13 @@ def list_models(external: bool = True) -> list[dict[str, object]]:
         if installed:
             uses, why = chosen_file(m.name)
             # "path" is the file the name loads (what --model NAME and `models path` give).
-            row.update(_describe(uses), path=str(uses), uses=str(uses), uses_reason=why, original_path=str(path))
+            row.update(_describe(uses), path=str(uses), uses=str(uses), uses_reason=why, original_path=str(path),
+                       original_sha256=m.sha256)
+            manifest = read_manifest(m.name)
+            copies = manifest.get("copies") if manifest else None
+            if isinstance(copies, dict):
+                row["copies"] = {fmt: {k: c.get(k) for k in ("file", "sha256", "size", "observe_speedup")}
+                                 for fmt, c in copies.items() if isinstance(c, dict)}
             if uses != path:
                 row["size"] = safe_stat(uses).st_size if safe_stat(uses) else m.size
         rows.append(row)
