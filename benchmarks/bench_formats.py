@@ -80,15 +80,16 @@ def exactness(engine: Engine, path: Path, threads: int) -> dict:
         llm.close()
     theirs = [float(log_softmax(scores[len(prompt_tokens) - 1 + i])[tok]) for i, tok in enumerate(answer)]
     high_level = float(np.abs(np.array([t.logp_plant for t in plain.tokens]) - np.array(theirs)).max())
-    with Engine.load(path, EngineSettings(n_threads=1)) as single:
-        c = run(single, EXACT_PROMPT, ref, LoopSettings(mode="observe", chunk=8))
+    other = 2 if getattr(engine.backend, "n_threads", 1) == 1 else 1
+    with Engine.load(path, EngineSettings(n_threads=other)) as second:
+        c = run(second, EXACT_PROMPT, ref, LoopSettings(mode="observe", chunk=8))
     thread = max(abs(x.logp_ref - y.logp_ref) for x, y in zip(a.tokens, c.tokens))
     return {"sidecar_cells": a.done.stats["sidecar_prompt_tokens"] + len(a.tokens),
             "chunk8_vs_chunk1_same_tokens": same_tokens, "chunk8_vs_chunk1_max": chunk,
             "score_text_vs_live_ref_max": score_ref, "score_text_vs_live_plant_max": score_plant,
             "plant_alone_vs_beside_sidecar_max": beside, "plant_vs_llama_cpp_high_level_max": high_level,
-            "threads_1_vs_n_max": thread,
-            "same_tokens_1_vs_n_threads": [t.token_id for t in a.tokens] == [t.token_id for t in c.tokens]}
+            f"threads_{engine.backend.n_threads}_vs_{other}_max": thread,
+            "same_tokens_across_threads": [t.token_id for t in a.tokens] == [t.token_id for t in c.tokens]}
 
 
 def probe_items() -> list[tuple[object, str]]:
@@ -154,18 +155,22 @@ def compare(base: dict, other: dict) -> dict:
     return out
 
 
-def pass_rates(engine: Engine) -> dict:
+def pass_rates(engine: Engine, suite: Path) -> dict:
+    """Probe pass counts on every reference in ``suite``, model alone and the default loop;
+    also which probes passed, so two files can be compared probe by probe."""
     from lantern_studio.core.probes import run_probes
 
-    out = {}
+    out: dict = {}
     for label, loop in (("none", LoopSettings(mode="none")), ("guide (default loop)", LoopSettings())):
-        passed = total = 0
-        for path in sorted(references_dir().glob("*.md")):
+        passed: list[str] = []
+        total = 0
+        for path in sorted(suite.glob("*.md")):
             ref = load_reference(path)
             for r in run_probes(engine, ref, [loop.mode], loop=loop):
-                passed += int(r.passed)
+                if r.passed:
+                    passed.append(f"{ref.slug}#{r.probe}")
                 total += 1
-        out[label] = f"{passed}/{total}"
+        out[label] = {"passed": len(passed), "total": total, "which": passed}
     return out
 
 
@@ -233,7 +238,9 @@ def main() -> int:
     ap.add_argument("--no-bench", action="store_true")
     ap.add_argument("--paired", action="store_true", help="only the cross-file paired bench (all files loaded at once)")
     ap.add_argument("--no-probes", action="store_true")
+    ap.add_argument("--no-original-probes", action="store_true", help="probe pass rates for the copies only")
     ap.add_argument("--no-quality", action="store_true")
+    ap.add_argument("--suite", type=Path, default=None, help="references whose probes give the pass rates (default: the shipped ones)")
     ap.add_argument("--keep", metavar="DIR", help="write the copies here and keep them")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -268,10 +275,11 @@ def main() -> int:
                     base = q
                 entry["quality_vs_original"] = compare(base, q)
                 say(f"{label}: quality {entry['quality_vs_original']} ({time.perf_counter() - t0:.0f} s)")
-            if not args.no_probes:
+            if not args.no_probes and not (args.no_original_probes and path == original):
                 t0 = time.perf_counter()
-                entry["probe_pass"] = pass_rates(engine)
-                say(f"{label}: probes {entry['probe_pass']} ({time.perf_counter() - t0:.0f} s)")
+                entry["probe_pass"] = pass_rates(engine, args.suite or references_dir())
+                say(f"{label}: probes { {k: (v['passed'], v['total']) for k, v in entry['probe_pass'].items()} } "
+                    f"({time.perf_counter() - t0:.0f} s)")
             if not args.no_bench:
                 entry["bench"] = run_bench(engine, load_reference(references_dir() / "otc-analgesics.md"),
                                            tokens=128, repeats=args.bench_repeats, progress=lambda m: say(f"{label}: bench {m}"))

@@ -57,7 +57,7 @@ def batch_cost(path: Path, threads: int, rounds: int, context: int = 64) -> dict
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="smollm2:original")
-    ap.add_argument("--formats", default="Q4_0,Q4_1,Q5_0,Q5_1,Q8_0,IQ4_NL,Q4_K_M")
+    ap.add_argument("--formats", default="Q4_0,Q4_1,Q5_0,Q5_1,Q8_0,IQ4_NL,Q4_K_M,Q5_K_M,Q6_K")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--keep", metavar="DIR")

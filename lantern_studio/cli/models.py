@@ -29,6 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     prep.add_argument("name", choices=sorted(models.BUILTINS))
     prep.add_argument("--threads", type=int, default=0)
     prep.set_defaults(func=prepare_command)
+    use = msub.add_parser("use", help="make a built-in name load its original or a prepared copy")
+    use.add_argument("name", choices=sorted(models.BUILTINS))
+    use.add_argument("variant", help="original, or a prepared copy's format (e.g. Q4_0)")
+    use.set_defaults(func=use_command)
     path = msub.add_parser("path", help="print the file a model name uses (smollm2, smollm2:original, smollm2:Q4_0)")
     path.add_argument("name")
     path.set_defaults(func=path_command)
@@ -84,6 +88,11 @@ def prepare_command(args: argparse.Namespace) -> int:
     record = prepare_fast_copy(args.name, progress=lambda msg: print(msg, file=sys.stderr), n_threads=args.threads)
     print(models.default_path(args.name))
     return 0 if record else 1
+
+
+def use_command(args: argparse.Namespace) -> int:
+    print(models.choose(args.name, args.variant))
+    return 0
 
 
 def path_command(args: argparse.Namespace) -> int:

@@ -124,6 +124,10 @@ def copy_path(name: str, fmt: str) -> Path:
 
 def _valid_copy(name: str, fmt: str, manifest: dict | None) -> Path | None:
     """The copy's path if the manifest records it made from this original and it is intact."""
+    from .fastcopy import TARGET_TYPES
+
+    if fmt not in TARGET_TYPES:  # the record is data on disk: it names formats, not paths
+        return None
     copies = manifest.get("copies") if manifest else None
     entry = copies.get(fmt) if isinstance(copies, dict) else None
     if not isinstance(entry, dict) or entry.get("made_from_sha256") != BUILTINS[name].sha256:
@@ -147,6 +151,20 @@ def chosen_file(name: str) -> tuple[Path, str]:
     if reason:
         return installed_path(name), reason
     return installed_path(name), "the file as pulled"
+
+
+def choose(name: str, variant: str) -> Path:
+    """Make ``name`` load ``variant`` ("original" or a prepared copy's format) from now on."""
+    manifest = read_manifest(name)
+    fmt = "original" if variant == "original" else variant.upper()
+    if fmt != "original" and _valid_copy(name, fmt, manifest) is None:
+        raise ModelError(f"The model '{name}' has no {fmt} copy; run 'lantern models prepare {name}'.")
+    if manifest is None:
+        manifest = {"original": {"file": BUILTINS[name].filename, "sha256": BUILTINS[name].sha256,
+                                 "size": BUILTINS[name].size}, "copies": {}}
+    manifest.pop("model", None)
+    write_manifest(name, {**manifest, "chosen": fmt, "reason": "chosen with 'lantern models use'"})
+    return default_path(name)
 
 
 def default_path(name: str) -> Path:

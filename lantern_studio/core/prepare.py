@@ -1,11 +1,11 @@
 """At pull time: make a built-in's fast copy, measure it against the original, and choose.
 
-The copy is kept as the built-in's default only if, on this machine, it scores exactly
-(chunk 8 = chunk 1 on a run with a shipped reference, bit for bit) and a short paired
-bench finds its steered throughput clearly higher (``MIN_SPEEDUP``). Its quality was
-measured once, offline, for the formats a built-in may name (docs/performance.md, "Model
-formats"): that does not depend on the machine, speed does. Otherwise the original stays
-the default and the record says why. Either way both files and both sha256s are recorded.
+The copy becomes the built-in's default only if its quality passed offline (``QUALITY``:
+probe pass rates and log-prob deltas do not depend on the machine, and take too long for a
+pull), it scores exactly here (chunk 8 = chunk 1 on a run with a shipped reference, bit for
+bit) and a short paired bench finds its steered throughput clearly higher here
+(``MIN_SPEEDUP``). Otherwise the original stays the default and the record says why. Either
+way the copy is kept, so ``name:FORMAT`` can load it, and both sha256s are recorded.
 """
 
 from __future__ import annotations
@@ -21,6 +21,12 @@ from .fastcopy import make_fast_copy
 from .models import BUILTINS, copy_path, installed_path, is_installed, sha256_file, write_manifest
 
 MIN_SPEEDUP = 1.10  # below this the gain is within what a shared machine's noise can fake
+# Offline quality verdicts, (built-in, format) -> None if the copy may be the default, else
+# why not. From benchmarks/bench_formats.py (docs/performance.md, "Model formats").
+QUALITY: dict[tuple[str, str], str | None] = {
+    ("smollm2", "Q4_0"): "requantizing Q4_1 to Q4_0 rounds every weight twice: the copy passes 5 fewer of the "
+                         "60 test probes under the default loop and a quarter of its top-1 tokens differ",
+}
 BENCH_TOKENS = 48
 BENCH_ROUNDS = 3
 EXACT_TOLERANCE = 1e-4
@@ -57,12 +63,24 @@ def prepare_fast_copy(name: str, progress: Callable[[str], None] | None = None,
         return record
     made_s = time.perf_counter() - t0
     say("Checking the copy: exact scoring and a short benchmark…")
-    measured = compare_speed(original, target, n_threads, rounds, tokens, cancel)
+    try:
+        measured = compare_speed(original, target, n_threads, rounds, tokens, cancel)
+    except Cancelled:
+        raise
+    except LanternError as exc:  # e.g. out of memory with both loaded: the pull itself succeeded
+        record["reason"] = f"the {fmt} copy could not be measured ({exc})"
+        write_manifest(name, record)
+        say(f"Keeping the original: {record['reason']}")
+        return record
     entry = {"file": target.name, "format": fmt, "sha256": sha256_file(target), "size": target.stat().st_size,
              "made_from_sha256": model.sha256, "seconds_to_make": round(made_s, 1), **measured}
     record["copies"][fmt] = entry
     speedup = measured["observe_speedup"]
-    if measured["exact_max_abs_diff"] > EXACT_TOLERANCE or not measured["exact_same_tokens"]:
+    verdict = QUALITY.get((name, fmt), f"the quality of a {fmt} copy of {name} has not been measured")
+    if verdict is not None:
+        record["reason"] = (f"{verdict} (docs/performance.md); the {fmt} copy, {speedup:.2f}x the steered "
+                            f"tokens/s here, loads as {name}:{fmt}")
+    elif measured["exact_max_abs_diff"] > EXACT_TOLERANCE or not measured["exact_same_tokens"]:
         record["reason"] = (f"the {fmt} copy does not score exactly here (chunk 8 vs chunk 1 differ by "
                             f"{measured['exact_max_abs_diff']:.2g}); exact scores come first")
     elif speedup < MIN_SPEEDUP:
