@@ -251,7 +251,13 @@ def main() -> int:
         t0 = time.perf_counter()
         dst = workdir / f"{original.stem.rsplit('.', 1)[0]}.{ftype}.gguf"
         if not dst.exists():
-            make_fast_copy(original, dst, ftype, n_threads=args.threads)
+            from lantern_studio.core.fastcopy import TARGET_TYPES
+            from lantern_studio.core.llama_native import quantize_model
+
+            if ftype in TARGET_TYPES:
+                make_fast_copy(original, dst, ftype, n_threads=args.threads)
+            else:  # measured for the table, never offered as a fast copy
+                quantize_model(original, dst, ftype, args.threads)
         say(f"{ftype}: {dst} ({dst.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - t0:.1f} s)")
         files.append((f"requantized {ftype}", dst))
     if args.paired:

@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     fast = msub.add_parser("fast-copy", help="requantize a GGUF into a format this CPU batches well (Q4_0)")
     fast.add_argument("source", help="a built-in model name or a .gguf path")
     fast.add_argument("-o", "--output", help="where to write it (default: beside the source, format in the name)")
-    fast.add_argument("--type", default="Q4_0", help="target format: Q4_0 (default), Q8_0 or IQ4_NL")
+    fast.add_argument("--type", default="Q4_0", help="target format: Q4_0 (default) or Q8_0")
     fast.add_argument("--threads", type=int, default=0)
     fast.set_defaults(func=fast_copy_command)
     # The child process of a fast copy (no help: not for people).
