@@ -1,6 +1,7 @@
 """Studio responsiveness and costs with the real default model, in one run; prints JSON.
 
-Usage: ``QT_QPA_PLATFORM=offscreen python benchmarks/bench_studio.py [--json] [--threads N]``.
+Usage: ``QT_QPA_PLATFORM=offscreen python benchmarks/bench_studio.py [--json] [--threads N]`` (with the
+package installed, e.g. ``make`` did it, or ``PYTHONPATH=.``).
 
 Measures:
   startup      window construction (as ``main()`` does it) to window shown, then the model
@@ -12,6 +13,8 @@ Measures:
                3,500-4,000, and their ratio (flat = about 1)
   rescore      engine.rescore after an edit near the end of a ~1,500-token reference vs a cold
                observe run (after backend.reset()) with the same prompt and answer length
+  stop         Stop pressed during a full-speed run → the run's end reaches the UI (ms); and
+               closing the window during a run → the window closed (ms)
   rss          the studio's peak RSS (getrusage maxrss) after the runs, default model loaded
 Settings and keys live in a temporary config dir; nothing of the user's is read or written.
 """
@@ -30,7 +33,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 STORY = "Write a long story about a lighthouse keeper and the ships she saves."
@@ -203,6 +205,30 @@ def bench_rescore(engine, repeats: int, answer_tokens: int = 120) -> dict:
             "rescore_ms": _ms(r), "cold_observe_ms": _ms(c), "ratio": round(r / c, 3), "target": 0.35}
 
 
+def _start_long_run(app, window) -> None:
+    window.prompt_bar.mode.setCurrentText("observe")
+    window.prompt_bar.max_tokens.setValue(2000)
+    window.prompt_bar.prompt.setText(STORY)
+    if not window.run_prompt():
+        raise SystemExit(window.statusBar().currentMessage())
+    _pump_until(app, lambda: len(window.run_model.transcript.tokens) > 2, 120)
+
+
+def bench_stop(app, window) -> dict:
+    """Stop during a run until its end reaches the UI; then closing the window during a run."""
+    ended = {}
+    window.session.jobFinished.connect(lambda job: ended.setdefault("t", time.perf_counter()))
+    _start_long_run(app, window)
+    t0 = time.perf_counter()
+    window.act_stop.trigger()
+    _pump_until(app, lambda: ended, 60)
+    stop_s = ended["t"] - t0
+    _start_long_run(app, window)
+    t0 = time.perf_counter()
+    window.close()
+    return {"stop_ms": _ms(stop_s), "close_during_run_ms": _ms(time.perf_counter() - t0)}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--json", action="store_true", help="print only the JSON object")
@@ -236,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
         result["append"] = bench_append(app)
         stage("re-score vs cold observe")
         result["rescore"] = bench_rescore(engine, args.repeats)
-        window.close()
+        stage("stop and close during a run")
+        result["stop"] = bench_stop(app, window)
         window.deleteLater()
         app.processEvents()
 

@@ -1,4 +1,4 @@
-"""The `lantern` command line (DESIGN §8) on the real default model.
+"""The `lantern` command line on the real default model.
 
 Every command goes through ``main(argv)`` as a user's shell would; errors must be one
 ``lantern: <sentence>`` line on stderr with exit status 1 and nothing on stdout.
@@ -333,7 +333,7 @@ def test_models_pull_prints_the_path_and_fails_in_one_sentence(lantern, tmp_path
 
 # -- lantern probe ------------------------------------------------------------------------------
 
-RESULT_KEYS = {"probe", "prompt", "mode", "passed", "failed", "blips", "tokens_per_s", "answer"}
+RESULT_KEYS = {"probe", "prompt", "mode", "passed", "failed", "blips", "tokens_per_s", "answer", "leak", "degenerate", "pattern_failed", "tags"}
 
 
 def test_probe_json_matrix(lantern):
@@ -353,11 +353,16 @@ def test_probe_json_matrix(lantern):
         assert (r["failed"] is None) == r["passed"]
         assert r["blips"] == 0  # neither mode acts
         assert r["tokens_per_s"] > 0 and r["answer"].strip()
-        assert r["passed"] == (probes[r["probe"] - 1].check(r["answer"]) is None)
+        # accepted = the patterns hold and the answer neither leaks nor degenerates
+        assert r["pattern_failed"] == probes[r["probe"] - 1].check(r["answer"])
+        assert r["passed"] == (r["pattern_failed"] is None and r["leak"] is None and r["degenerate"] is None)
     assert list(data["summary"]) == ["none", "observe"]
     for mode, s in data["summary"].items():
         mine = [r for r in results if r["mode"] == mode]
-        assert s == {"passed": sum(r["passed"] for r in mine), "total": len(mine)}
+        assert s == {"passed": sum(r["passed"] for r in mine), "total": len(mine),
+                     "leak": sum(r["leak"] is not None for r in mine),
+                     "degenerate": sum(r["degenerate"] is not None for r in mine),
+                     "pattern_passed": sum(r["pattern_failed"] is None for r in mine)}
     # Greedy and seeded: observe never changes the answer of the plain model.
     by = {(r["probe"], r["mode"]): r["answer"] for r in results}
     assert all(by[(i, "none")] == by[(i, "observe")] for i in range(1, len(probes) + 1))

@@ -1,4 +1,4 @@
-"""The blip-mode controller (DESIGN §4) on synthetic error streams: pure, no model."""
+"""The blip-mode controller on synthetic error streams: pure, no model."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The engine on the real default model: the invariants of DESIGN §3."""
+"""The engine on the real default model: its invariants (scores exact at any chunk size, KV reuse, rewinds)."""
 
 from __future__ import annotations
 
@@ -138,9 +138,9 @@ def test_rewind_and_redecode_reproduce_the_same_logits(engine):
 
 
 def test_injection_reaches_the_plant_not_the_answer(engine, conflict_reference):
-    from lantern_studio.core import engine as engine_module
+    from lantern_studio.core.generation import Generation
 
-    r = engine_module._Run(engine, PROMPT, conflict_reference, LoopSettings(mode="observe", chunk=1), GREEDY)
+    r = Generation(engine, PROMPT, conflict_reference, LoopSettings(mode="observe", chunk=1), GREEDY)
     events = r.events()
     first = [next(events) for _ in range(3)]  # the run has started and emitted tokens
     assert all(isinstance(e, TokenEvent) for e in first)

@@ -20,10 +20,12 @@ def run(engine, reference, prompt=CAPITAL, sampling=SHORT, **loop):
 
 @pytest.mark.parametrize("prompt", [CAPITAL, "Give me three tips for sleeping better."])
 def test_guide_gamma_zero_is_the_plant_and_gamma_one_is_prompt_mode(engine, conflict_reference, prompt):
+    # The algebra holds for the bare mixture: no plausibility cut, no guards.
+    raw = {"plausibility": 0.0, "copy_guard": 0, "repeat_guard": 0, "form_guard": False, "rule_rewind": False}
     none = run(engine, conflict_reference, prompt, mode="none")
     observe = run(engine, conflict_reference, prompt, mode="observe")
-    prompted = run(engine, conflict_reference, prompt, mode="prompt")
-    fixed = {"gamma_min": 0.0, "gamma_max": 0.0}  # adaptive guidance off
+    prompted = run(engine, conflict_reference, prompt, mode="prompt", **raw)
+    fixed = {"gamma_min": 0.0, "gamma_max": 0.0, **raw}  # adaptive guidance off
     g0 = run(engine, conflict_reference, prompt, mode="guide", gamma=0.0, **fixed)
     g1 = run(engine, conflict_reference, prompt, mode="guide", gamma=1.0, **fixed)
     ids = lambda tr: [t.token_id for t in tr.tokens]  # noqa: E731
@@ -92,3 +94,29 @@ def test_attribution_ranks_the_decisive_item_above_an_irrelevant_one(engine):
     assert influence["always.1"] > 0
     assert len(att.token_item) == len(engine.tokenize_answer(answer))
     assert att.to_json()["items"][0]["id"] in ("always.1", "always")
+
+
+def test_guide_at_gamma_one_lets_the_sidecar_drive_and_scores_the_plant_in_chunks(engine, conflict_reference):
+    """At γ = 1 the mix is the sidecar's distribution: the sidecar drives, the plant is read in
+    chunks. The answer is prompt mode's (same guards), and both sides' scores are exact: they
+    equal scoring the finished answer afresh."""
+    common = {"focus": 2, "chunk": 8}
+    lazy = run(engine, conflict_reference, mode="guide", gamma=1.0, gamma_min=0.0, gamma_max=0.0,
+               plausibility=0.0, **common)
+    prompted = run(engine, conflict_reference, mode="prompt", **common)
+    assert [t.token_id for t in lazy.tokens] == [t.token_id for t in prompted.tokens]
+    assert all(t.control == 1.0 for t in lazy.tokens)
+    scored = Transcript().extend(engine.score_text(_focused(conflict_reference),
+                                                   CAPITAL, lazy.answer))
+    got = [(t.logp_plant, t.logp_ref) for t in lazy.answer_tokens]
+    want = [(t.logp_plant, t.logp_ref) for t in scored.tokens]
+    assert len(got) == len(want) > 0
+    for (a_p, a_r), (b_p, b_r) in zip(got, want):
+        assert abs(a_p - b_p) <= 1e-3 and abs(a_r - b_r) <= 1e-3
+
+
+def _focused(reference):
+    """The reference as the loop's focus shows it to the sidecar for CAPITAL (focus 2)."""
+    from lantern_studio.core.focus import focused_text
+
+    return parse_reference(focused_text(reference, CAPITAL, 2))

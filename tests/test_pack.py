@@ -10,9 +10,7 @@ import hashlib
 import json
 import os
 import shutil
-import struct
 import subprocess
-import warnings
 import zipfile
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pack_builders import build_pack, build_zip, manifest_for, patch_central_sizes, ref_bytes, signature_for, write_ref
 
 from lantern_studio import cli
 from lantern_studio.core.errors import PackError
@@ -33,27 +32,6 @@ from lantern_studio.core.pack import (
     read_pack,
     verify_pack,
 )
-
-REF = """---
-title: {title}
-slug: {slug}
-version: 1.0.0
-author: Ann <ann@example.org>
-status: draft
-links: [{links}]
----
-# Intent
-Be kind.
-# Always
-- Say hello.
-"""
-
-
-def write_ref(directory: Path, slug: str, links: tuple[str, ...] = (), filename: str | None = None) -> Path:
-    path = directory / (filename or f"{slug}.md")
-    path.write_text(REF.format(title=slug.replace("-", " ").title(), slug=slug, links=", ".join(links)), "utf-8")
-    return path
-
 
 @pytest.fixture(autouse=True)
 def config_dir(tmp_path, monkeypatch):
@@ -80,83 +58,6 @@ def trace(tmp_path) -> Path:
     path = tmp_path / "Run 1.jsonl"
     path.write_text('{"kind": "start", "prompt": "hi"}\n{"kind": "token", "index": 0, "text": "Hello"}\n', "utf-8")
     return path
-
-
-def ref_bytes(slug: str, links: tuple[str, ...] = ()) -> bytes:
-    return REF.format(title=slug.title(), slug=slug, links=", ".join(links)).encode()
-
-
-def manifest_for(files: dict[str, bytes], **overrides) -> dict:
-    manifest = {
-        "format": "lantern-pack",
-        "format_version": 1,
-        "name": "Test",
-        "slug": "test-a",
-        "version": "1.0.0",
-        "author": None,
-        "created": None,
-        "description": "",
-        "entry": "references/test-a.md",
-        "loop": {},
-        "model_hint": None,
-        "files": {name: hashlib.sha256(data).hexdigest() for name, data in files.items()},
-    }
-    manifest.update(overrides)
-    return manifest
-
-
-def build_zip(path: Path, entries: list[tuple[str | zipfile.ZipInfo, bytes]], compression=zipfile.ZIP_DEFLATED) -> Path:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # zipfile warns about the duplicate names we build on purpose
-        with zipfile.ZipFile(path, "w", compression) as zf:
-            for name, data in entries:
-                zf.writestr(name, data)
-    return path
-
-
-def build_pack(path: Path, files: dict[str, bytes] | None = None, *, manifest=None, key=None, extra=()) -> Path:
-    """A pack made by hand: ``files`` plus a manifest for them, optionally signed, plus ``extra`` entries."""
-    files = {"references/test-a.md": ref_bytes("test-a")} if files is None else files
-    manifest_bytes = manifest if isinstance(manifest, bytes) else canonical_json(manifest or manifest_for(files))
-    entries = [("manifest.json", manifest_bytes), *files.items(), *extra]
-    if key is not None:
-        entries.append(("signature.json", signature_for(key, manifest_bytes)))
-    return build_zip(path, entries)
-
-
-def signature_for(key: Ed25519PrivateKey, data: bytes) -> bytes:
-    return canonical_json(
-        {
-            "algorithm": "ed25519",
-            "public_key": base64.b64encode(raw_public_bytes(key)).decode(),
-            "signature": base64.b64encode(key.sign(data)).decode(),
-        }
-    )
-
-
-def patch_central_sizes(
-    path: Path,
-    name: str,
-    *,
-    file_size: int | None = None,
-    compress_size: int | None = None,
-    flag_bits: int | None = None,
-) -> None:
-    """Rewrite what one central-directory record declares (what a crafted zip does)."""
-    data = bytearray(path.read_bytes())
-    encoded = name.encode()
-    pos = 0
-    while (pos := data.find(b"PK\x01\x02", pos)) >= 0:
-        name_len = struct.unpack_from("<H", data, pos + 28)[0]
-        if data[pos + 46 : pos + 46 + name_len] == encoded:
-            if compress_size is not None:
-                struct.pack_into("<I", data, pos + 20, compress_size)
-            if file_size is not None:
-                struct.pack_into("<I", data, pos + 24, file_size)
-            if flag_bits is not None:
-                struct.pack_into("<H", data, pos + 8, flag_bits)
-        pos += 4
-    path.write_bytes(bytes(data))
 
 
 # ---------------------------------------------------------------------------

@@ -343,7 +343,7 @@ BAD = [
     ("## Probes\n```yaml\n- prompt: ''\n```\n", 3, "probe 1 has no prompt text"),
     ("## Probes\n```yaml\n- just a string\n```\n", 3, "probe 1 must be a mapping with a prompt, not the value 'just a string'"),
     ("## Probes\n```yaml\nprompt: a\n```\n", 3, "the probes block must be a list of probes"),
-    ("## Probes\n```yaml\n- prompt: a\n  expects: [x]\n```\n", 4, "probe 1 has an unknown key 'expects' (known: prompt, expect, forbid)"),
+    ("## Probes\n```yaml\n- prompt: a\n  expects: [x]\n```\n", 4, "probe 1 has an unknown key 'expects' (known: prompt, expect, forbid, tags)"),
     ("## Probes\n```yaml\n- prompt: a\n  expect: {a: b}\n```\n", 4, "the 'expect' of probe 1 must be a list of regexes, not a mapping"),
     ("## Probes\n```yaml\n- prompt: [a\n```\n", 3, "the probes block is not valid YAML"),
 ]
@@ -558,3 +558,35 @@ def test_update_round_trips_any_valid_loop(loop: dict) -> None:
     assert ref.loop == LoopSettings.from_mapping(loop)
     assert ref.loop_given == set(loop)
     assert updated.endswith(SAMPLE[_loop_block(SAMPLE)[1] :])
+
+
+# --------------------------------------------------------------------------- structure: CommonMark's
+
+
+def test_html_comments_hide_what_they_hold() -> None:
+    """A commented-out rule or section is an author's note: no item, no blip, no section (it was all three)."""
+    ref = parse_reference(
+        "## Never\n<!--\n- Never mention the old price.\n-->\n- Never guess.\n"
+        "<!-- ## Blips\n- when: /x/ → Hidden blip.\n-->\n## Style\nShort. <!-- inline note --> Plain.\n"
+    )
+    assert [s.id for s in ref.sections] == ["never", "style"]
+    assert [(c.id, c.text) for c in ref.blip_candidates()] == [("never.1", "Never guess.")]
+    assert ref.line_of("never.1") == 5
+    assert render_reference(ref) == "## Never\n- Never guess.\n\n## Style\nShort.  Plain."
+
+
+def test_one_scanner_decides_what_is_a_heading_an_item_and_a_fence() -> None:
+    ref = parse_reference(
+        "## Always\n- a\n  # not a section: inside the item\n\n"
+        "Intro\n2. not an item: a paragraph goes on\n1. an item\n\n"
+        "Para\n    ```\n- an item: four spaces do not open a fence after a paragraph\n\n"
+        "Title\n---\n"  # a paragraph and a break, not a setext heading
+        "<div>\n## Never\n- html does not swallow the heading\n"
+    )
+    assert [s.id for s in ref.sections] == ["always", "never"]
+    assert [i.text for i in ref.item("always").items] == [
+        "a\n# not a section: inside the item",
+        "an item",
+        "an item: four spaces do not open a fence after a paragraph",
+    ]
+    assert [i.text for i in ref.item("never").items] == ["html does not swallow the heading"]

@@ -1,4 +1,4 @@
-"""Traces (DESIGN §3): a run written as JSONL and read back equals the live run."""
+"""Traces: a run written as JSONL and read back equals the live run."""
 
 from __future__ import annotations
 

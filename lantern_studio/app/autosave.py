@@ -7,9 +7,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from lantern_studio.core.atomic import atomic_write
 from lantern_studio.paths import data_dir
-
-from .reference_editor import atomic_write
 
 
 def autosave_dir() -> Path:

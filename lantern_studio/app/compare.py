@@ -3,52 +3,19 @@ the run made before the last reference edit."""
 
 from __future__ import annotations
 
-import difflib
 import html
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QCheckBox, QDialog, QHBoxLayout, QLabel, QPushButton, QSplitter, QTabWidget,
                                QTextBrowser, QVBoxLayout, QWidget)
 
-from lantern_studio.core.events import Done, Transcript
+from lantern_studio.core.compare import CompareEvent, answer_token_texts, token_diff
 from lantern_studio.core.settings import MODES
+
+from .token_view import TokenView
 
 INSERT_BG = "#c6efce"
 DELETE_BG = "#ffc7ce"
-
-
-@dataclass
-class CompareEvent:
-    """A core event tagged with the mode of the run that produced it."""
-
-    mode: str
-    event: object
-
-
-def compare_events(engine, prompt: str, reference, loop, sampling, modes: list[str]) -> Iterator[object]:
-    """Worker job: run ``prompt`` once per mode, one after another; stops when a run is cancelled."""
-    for mode in modes:
-        for event in engine.run(prompt, reference if mode != "none" else None, loop.updated(mode=mode), sampling):
-            yield CompareEvent(mode, event)
-            if isinstance(event, Done) and event.stats.get("stop_reason") == "cancelled":
-                return
-
-
-def token_diff(old: list[str], new: list[str]) -> list[tuple[str, str]]:
-    """Token-aligned diff as ``(op, text)`` with op 'equal' | 'insert' | 'delete', in reading order."""
-    out: list[tuple[str, str]] = []
-    sm = difflib.SequenceMatcher(a=old, b=new, autojunk=False)
-    for tag, i1, i2, j1, j2 in sm.get_opcodes():
-        if tag == "equal":
-            out.append(("equal", "".join(new[j1:j2])))
-        else:
-            if i2 > i1:
-                out.append(("delete", "".join(old[i1:i2])))
-            if j2 > j1:
-                out.append(("insert", "".join(new[j1:j2])))
-    return out
 
 
 def diff_html(ops: list[tuple[str, str]]) -> str:
@@ -65,17 +32,11 @@ def diff_html(ops: list[tuple[str, str]]) -> str:
     return f"<div style='white-space:pre-wrap'>{''.join(parts)}</div>"
 
 
-def answer_token_texts(events: list) -> list[str]:
-    return [t.text for t in Transcript().extend(events).answer_tokens]
-
-
 class CompareDialog(QDialog):
     """Non-modal: checkboxes for the modes, one read-only token view per mode, and the diff tab."""
 
     def __init__(self, window) -> None:
         super().__init__(window)
-        from .token_view import TokenView
-        self._token_view_cls = TokenView
         self.window_ = window
         self.setWindowTitle("Compare")
         self.checks = {m: QCheckBox(m) for m in MODES}
@@ -97,7 +58,9 @@ class CompareDialog(QDialog):
         lay.addLayout(row)
         lay.addWidget(self.columns, 1)
         lay.addWidget(self.status)
+        self.status.setTextFormat(Qt.TextFormat.PlainText)
         self.diff_label = QLabel()
+        self.diff_label.setTextFormat(Qt.TextFormat.PlainText)
         self.diff_label.setWordWrap(True)
         self.diff_view = QTextBrowser()
         diff_page = QWidget()
@@ -113,7 +76,7 @@ class CompareDialog(QDialog):
         self.tabs.addTab(diff_page, "Diff against previous run")
         outer = QVBoxLayout(self)
         outer.addWidget(self.tabs)
-        self.views: dict[str, object] = {}
+        self.views: dict[str, TokenView] = {}
         self.run_button.clicked.connect(self.run_modes)
         self.stop_button.clicked.connect(window.stop)
         self.resize(1100, 560)
@@ -128,7 +91,7 @@ class CompareDialog(QDialog):
             w.deleteLater()
         self.views = {}
         for m in modes:
-            view = self._token_view_cls()
+            view = TokenView()
             view.set_header(m)
             self.views[m] = view
             self.columns.addWidget(view)
@@ -157,11 +120,10 @@ class CompareDialog(QDialog):
         for mode, events in by_mode.items():
             view = self.views.get(mode)
             if view is not None:
-                view.apply_events(events)  # type: ignore[attr-defined]
-                done = view.transcript.done  # type: ignore[attr-defined]
+                view.apply_events(events)
+                done = view.transcript.done
                 if done is not None:
-                    view.set_header(f"{mode} · {done.stats.get('tokens', '?')} tok, "  # type: ignore[attr-defined]
-                                    f"{done.stats.get('blips', 0)} blips")
+                    view.set_header(f"{mode} · {done.stats.get('tokens', '?')} tok, {done.stats.get('blips', 0)} blips")
 
     def _on_finished(self, _job) -> None:
         self.run_button.setEnabled(True)
@@ -185,3 +147,6 @@ class CompareDialog(QDialog):
         self.diff_view.setHtml(diff_html(ops))
         self.ops = ops
         return True
+
+
+__all__ = ["CompareDialog", "CompareEvent", "answer_token_texts", "diff_html", "token_diff"]

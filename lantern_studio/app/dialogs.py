@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QEventLoop, Qt
-from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFormLayout, QLineEdit, QMessageBox, QPlainTextEdit,
-                               QProgressDialog, QWidget)
+from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFormLayout, QLabel, QLineEdit, QMessageBox,
+                               QPlainTextEdit, QProgressDialog, QWidget)
 from superqt.utils import FunctionWorker
 
 from lantern_studio.core.errors import LanternError
@@ -41,6 +41,7 @@ def pull_with_progress(parent: QWidget, name: str) -> bool:
     from lantern_studio.core.models import pull
 
     dialog = QProgressDialog(f"Downloading {name}…", "Hide", 0, 0, parent)
+    dialog.findChild(QLabel).setTextFormat(Qt.TextFormat.PlainText)
     dialog.setWindowTitle("Models")
     dialog.setWindowModality(Qt.WindowModality.WindowModal)
     dialog.setMinimumDuration(0)
@@ -76,26 +77,43 @@ BADGES = {
 }
 
 
+def plain_label(text: str, parent: QWidget | None = None) -> "QLabel":
+    """A label for untrusted text (manifest fields, trace contents): never read as rich text."""
+    from PySide6.QtWidgets import QLabel
+    label = QLabel(text, parent)
+    label.setTextFormat(Qt.TextFormat.PlainText)
+    label.setWordWrap(True)
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    return label
+
+
 class PackSummaryDialog(QDialog):
-    """What a pack holds and who signed it, before its references open."""
+    """What a pack holds and who signed it, before its references open. Every value from the
+    pack is shown as plain text: a manifest is untrusted input."""
 
     def __init__(self, pack, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         from PySide6.QtWidgets import QLabel
         m = pack.manifest
-        self.setWindowTitle(f"Pack {m.get('name', '')}")
+        self.setWindowTitle(f"Pack {str(m.get('name', ''))[:80]}")
         color, text = BADGES.get(pack.verdict, ("#b00020", pack.verdict))
         self.verdict = pack.verdict
-        self.badge = badge = QLabel(f"<span style='background:{color};color:white;padding:3px 8px;border-radius:4px'>"
-                       f"&nbsp;{text}&nbsp;</span>")
+        self.badge = QLabel(text)  # our own words only; the colour comes from the verdict
+        self.badge.setTextFormat(Qt.TextFormat.PlainText)
+        self.badge.setStyleSheet(f"background:{color}; color:white; padding:3px 8px; border-radius:4px;")
         form = QFormLayout(self)
-        form.addRow("Trust", badge)
+        form.addRow("Trust", self.badge)
+        self.labels: dict[str, QLabel] = {}
         for key in ("name", "version", "author", "created", "description"):
             if m.get(key):
-                form.addRow(key.capitalize(), QLabel(str(m[key])))
+                self.labels[key] = plain_label(str(m[key]))
+                form.addRow(key.capitalize(), self.labels[key])
         if pack.signer:
-            form.addRow("Signer", QLabel(pack.signer_name or pack.signer))
-        form.addRow("References", QLabel("\n".join(sorted(pack.references))))
+            who = f"{pack.signer_name}  (key {pack.signer})" if pack.signer_name else f"unknown (key {pack.signer})"
+            self.labels["signer"] = plain_label(who)
+            form.addRow("Signer", self.labels["signer"])
+        self.labels["references"] = plain_label("\n".join(sorted(pack.references)))
+        form.addRow("References", self.labels["references"])
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Open | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)

@@ -1,25 +1,41 @@
 """Markdown highlighting with pygments, one block (line) at a time.
 
-Each block restores the lexer state its predecessor left (``previousBlockState``), lexes only
-its own line and stores the state it ends in (``setCurrentBlockState``), so typing re-lexes a
-line and, only if its end state changed, the lines after it. Formats are built once per theme.
+Each block restores the state its predecessor left (``previousBlockState``): plain Markdown,
+inside the front matter, or inside a code fence (with the fence's character and length); it
+lexes only its own line and stores the state it ends in (``setCurrentBlockState``), so typing
+re-lexes a line and, only if its end state changed, the lines after it. Formats are built once
+per theme.
+
+Front matter and fences are recognised by the parser's own line rules
+(``core/reference/blocks.py``), so the highlighter and the parser agree on where they are.
+pygments' Markdown lexer keeps no state across lines (its fenced-code rules span lines, and
+fences are handled here instead), so each line is lexed from scratch through its public
+``get_tokens_unprocessed``. Lines longer than :data:`MAX_LEXED_LINE` are not lexed: some of
+the lexer's rules rescan the rest of the line from every ``[`` or backtick, which a hostile
+line could make quadratic.
 """
 
 from __future__ import annotations
 
-import re
-
 from pygments.lexers.markup import MarkdownLexer
-from pygments.token import Comment, Generic, Keyword, Literal, Name, Number, String, Token
+from pygments.token import Comment, Generic, Keyword, Literal, Name, Number, String
 from PySide6.QtGui import QColor, QFont, QSyntaxHighlighter, QTextCharFormat, QTextDocument
 
-FENCE_RE = re.compile(r"^\s{0,3}(`{3,}|~{3,})")
-FRONT_RE = re.compile(r"^---\s*$")
-DETECTOR_RE = re.compile(r"`regex:[^`]*`")
-TRIGGER_RE = re.compile(r"when:\s*/[^/]*/")
+from lantern_studio.core.reference.blocks import (
+    FenceMark,
+    closes_front_matter,
+    detector_spans,
+    fence_opening,
+    opens_front_matter,
+    trigger_spans,
+)
 
-# Block state = mode | (pygments stack id << 3)
+MAX_LEXED_LINE = 2000
+
+# Block state: NORMAL, FRONT, or FENCE | backtick flag | fence length << 3 (a Qt int).
 NORMAL, FRONT, FENCE = 1, 2, 3
+_BACKTICK = 4
+_MAX_FENCE = 1 << 24
 
 PALETTES = {
     "light": {
@@ -35,22 +51,45 @@ PALETTES = {
 }
 
 
+def fence_state(fence: FenceMark) -> int:
+    """The block state of a line inside ``fence``."""
+    return FENCE | (_BACKTICK if fence.char == "`" else 0) | (min(fence.length, _MAX_FENCE) << 3)
+
+
+def fence_of_state(state: int) -> FenceMark:
+    """The fence a FENCE block state stands for."""
+    return FenceMark("`" if state & _BACKTICK else "~", state >> 3, "")
+
+
+def next_state(state: int, line: str, first: bool) -> int:
+    """The state after ``line``, given the state before it (``first``: the document's first line).
+
+    Pure, so that the highlighter's line states can be checked against the parser's scanner.
+    """
+    mode = state & 3 if state >= 0 else NORMAL
+    if first and opens_front_matter(line):
+        return FRONT
+    if mode == FRONT:
+        return NORMAL if closes_front_matter(line) else FRONT
+    if mode == FENCE:
+        return NORMAL if fence_of_state(state).closed_by(line) else state
+    opened = fence_opening(line)
+    return fence_state(opened) if opened is not None else NORMAL
+
+
 class MarkdownHighlighter(QSyntaxHighlighter):
     """Highlights a reference document: front matter, headings, lists, code, detectors."""
 
     def __init__(self, document: QTextDocument, theme: str = "light") -> None:
         super().__init__(document)
         self._lexer = MarkdownLexer()
-        self._rules = self._lexer._tokens  # pygments' compiled state table
-        self._stacks: list[tuple[str, ...]] = [("root",)]
-        self._stack_ids: dict[tuple[str, ...], int] = {("root",): 0}
         self.formats: dict[str, QTextCharFormat] = {}
         self.set_theme(theme)
 
     def set_theme(self, theme: str) -> None:
         palette = PALETTES.get(theme, PALETTES["light"])
 
-        def fmt(color: str, bold: bool = False, italic: bool = False, mono: bool = False) -> QTextCharFormat:
+        def fmt(color: str, bold: bool = False, italic: bool = False) -> QTextCharFormat:
             f = QTextCharFormat()
             f.setForeground(QColor(color))
             if bold:
@@ -73,15 +112,6 @@ class MarkdownHighlighter(QSyntaxHighlighter):
         }
         self.rehighlight()
 
-    # -- state ------------------------------------------------------------------------------
-    def _stack_id(self, stack: tuple[str, ...]) -> int:
-        found = self._stack_ids.get(stack)
-        if found is None:
-            found = len(self._stacks)
-            self._stacks.append(stack)
-            self._stack_ids[stack] = found
-        return found
-
     def _format_for(self, ttype) -> QTextCharFormat | None:
         if ttype in Generic.Heading or ttype in Generic.Subheading:
             return self.formats["heading"]
@@ -97,84 +127,24 @@ class MarkdownHighlighter(QSyntaxHighlighter):
             return self.formats["link"]
         if ttype in Comment:
             return self.formats["comment"]
-        if ttype in Generic.Emph:
-            return self.formats["quote"]
         return None
 
     def highlightBlock(self, text: str) -> None:  # noqa: N802 (Qt override)
-        prev = self.previousBlockState()
-        block = self.currentBlock()
-        mode = prev & 7 if prev >= 0 else NORMAL
-        stack_id = prev >> 3 if prev >= 0 else 0
-        if block.blockNumber() == 0 and FRONT_RE.match(text):
+        before = self.previousBlockState()
+        state = next_state(before, text, self.currentBlock().blockNumber() == 0)
+        self.setCurrentBlockState(state)
+        if state == FRONT or (before >= 0 and before & 3 == FRONT):
             self.setFormat(0, len(text), self.formats["front"])
-            self.setCurrentBlockState(FRONT)
             return
-        if mode == FRONT:
-            self.setFormat(0, len(text), self.formats["front"])
-            self.setCurrentBlockState(NORMAL if FRONT_RE.match(text) else FRONT)
-            return
-        if mode == FENCE:
+        if state & 3 == FENCE or (before >= 0 and before & 3 == FENCE):
             self.setFormat(0, len(text), self.formats["code"])
-            self.setCurrentBlockState(NORMAL if FENCE_RE.match(text) else FENCE)
             return
-        if FENCE_RE.match(text):
-            self.setFormat(0, len(text), self.formats["code"])
-            self.setCurrentBlockState(FENCE)
-            return
-        stack = self._lex_line(text, list(self._stacks[stack_id]))
-        for m in DETECTOR_RE.finditer(text):
-            self.setFormat(m.start(), m.end() - m.start(), self.formats["detector"])
-        for m in TRIGGER_RE.finditer(text):
-            self.setFormat(m.start(), m.end() - m.start(), self.formats["detector"])
-        self.setCurrentBlockState(NORMAL | (self._stack_id(tuple(stack)) << 3))
-
-    def _lex_line(self, text: str, stack: list[str]) -> list[str]:
-        """Run pygments' state machine over one line from ``stack``; returns the end stack."""
-        line = text + "\n"
-        pos = 0
-        end = len(line)
-        while pos < end:
-            for rexmatch, action, new_state in self._rules[stack[-1]]:
-                m = rexmatch(line, pos)
-                if not m or m.end() == pos and new_state is None:
-                    continue
-                if action is not None:
-                    if type(action) is type(Token):  # a plain token type
-                        self._apply(m.start(), m.end(), action)
-                    else:
-                        try:
-                            for start, ttype, value in action(self._lexer, m):
-                                if ttype is not None and value:
-                                    self._apply(start, start + len(value), ttype)
-                        except Exception:  # noqa: BLE001 — delegating callbacks may need more text
-                            pass
-                if new_state is not None:
-                    if isinstance(new_state, tuple):
-                        for state in new_state:
-                            if state == "#pop":
-                                if len(stack) > 1:
-                                    stack.pop()
-                            elif state == "#push":
-                                stack.append(stack[-1])
-                            else:
-                                stack.append(state)
-                    elif isinstance(new_state, int):
-                        if abs(new_state) >= len(stack):
-                            del stack[1:]
-                        else:
-                            del stack[new_state:]
-                    elif new_state == "#push":
-                        stack.append(stack[-1])
-                pos = max(m.end(), pos + (m.end() == pos))
-                break
-            else:
-                if line[pos] == "\n":
-                    del stack[1:]  # as pygments: an unmatched newline returns to root
-                pos += 1
-        return stack
-
-    def _apply(self, start: int, stop: int, ttype) -> None:
-        fmt = self._format_for(ttype)
-        if fmt is not None and start < stop:
-            self.setFormat(start, stop - start, fmt)
+        if len(text) <= MAX_LEXED_LINE:
+            for start, ttype, value in self._lexer.get_tokens_unprocessed(text + "\n"):
+                fmt = self._format_for(ttype)
+                if fmt is not None and value and start < len(text):
+                    self.setFormat(start, min(len(value), len(text) - start), fmt)
+        for span in detector_spans(text):
+            self.setFormat(span.start, span.end - span.start, self.formats["detector"])
+        for start, end in trigger_spans(text):
+            self.setFormat(start, end - start, self.formats["detector"])

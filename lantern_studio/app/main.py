@@ -25,6 +25,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="load the model, run the prompt once, save the window to OUT.png and exit")
     p.add_argument("--explain", action="store_true",
                    help="with --screenshot: run Explain after the run so the margin shows the heat")
+    p.add_argument("--probes", action="store_true",
+                   help="with --screenshot: run the reference's probes after the run and show the Probes dock")
+    p.add_argument("--size", metavar="WxH", help="with --screenshot: the window's size, e.g. 1024x640")
+    p.add_argument("--theme", choices=("light", "dark"), help="with --screenshot: the theme (default: Preferences)")
     p.add_argument("--version", action="version", version=f"lantern-studio {__version__}")
     return p
 
@@ -56,8 +60,20 @@ def main(argv: list[str] | None = None) -> int:
     from .theme import apply_theme
 
     from PySide6.QtCore import QSettings
-    apply_theme(app, str(QSettings().value("theme", "light")))  # before any plot exists
+    theme = args.theme or str(QSettings().value("theme", "light"))
+    apply_theme(app, theme)  # before any plot exists
     window = MainWindow(interactive=not args.screenshot)
+    if args.theme:
+        window.theme = theme
+        window.timeline.set_theme(window.theme)
+    if args.size:
+        try:
+            width, height = (int(v) for v in args.size.lower().split("x"))
+        except ValueError:
+            print(f"--size wants WIDTHxHEIGHT, like 1024x640, not {args.size!r}.", file=sys.stderr)
+            return 2
+        window.setMinimumSize(min(width, 960), min(height, 600))
+        window.resize(width, height)
     window.show()
     app.processEvents()  # the window is up before anything slow starts
     status = {"code": 0}
@@ -86,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         window.prompt_bar.max_tokens.setValue(args.max_tokens)
 
     if args.screenshot:
+        window.hint.hide()  # the first-run hint is for people, not for pictures of the studio
         out = args.screenshot
         prompt = args.prompt or "What is the capital of France?"
         window.prompt_bar.prompt.setText(prompt)
@@ -102,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
                 fail(window.statusBar().currentMessage() or "The run could not start.")
 
         def on_finished(job) -> None:
-            if job.kind not in ("run", "explain"):
+            if job.kind not in ("run", "explain", "probes"):
                 return
             end = job.end
             if end is not None and getattr(end, "message", None):
@@ -110,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
                 return
             if job.kind == "run" and args.explain:
                 QTimer.singleShot(0, lambda: window.explain() or fail("Explain could not start."))
+                return
+            if job.kind == "run" and args.probes:
+                QTimer.singleShot(0, lambda: window.run_probes(["none", "observe", "blip"])
+                                  or fail("The probes could not start."))
                 return
             QTimer.singleShot(150, shoot)
 

@@ -44,6 +44,7 @@ class ExportPackDialog(QDialog):
         out_row.addWidget(self.out, 1)
         out_row.addWidget(browse)
         self.result = QLabel()
+        self.result.setTextFormat(Qt.TextFormat.PlainText)
         self.result.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.result.setWordWrap(True)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
@@ -51,7 +52,9 @@ class ExportPackDialog(QDialog):
         self.export_button.clicked.connect(self.export)
         buttons.rejected.connect(self.reject)
         form = QFormLayout(self)
-        form.addRow("Reference", QLabel(str(self.reference_path)))
+        ref_label = QLabel(str(self.reference_path))
+        ref_label.setTextFormat(Qt.TextFormat.PlainText)
+        form.addRow("Reference", ref_label)
         form.addRow("Name", self.name)
         form.addRow("Version", self.version)
         form.addRow("Description", self.description)
@@ -123,10 +126,10 @@ class ExportPackDialog(QDialog):
             return None
         QGuiApplication.restoreOverrideCursor()
         from .dialogs import BADGES
-        color, text = BADGES.get(self.pack.verdict, ("#b00020", self.pack.verdict))
-        self.result.setText(f"Written to <code>{out}</code><br>Verdict: <b style='color:{color}'>{text}</b> "
-                            f"({self.pack.verdict}); {len(self.pack.references)} reference(s), "
-                            f"{sum(1 for f in self.pack.manifest.get('files', {}) if f.startswith('traces/'))} trace(s).")
+        _color, text = BADGES.get(self.pack.verdict, ("#b00020", self.pack.verdict))
+        traces = sum(1 for f in self.pack.manifest.get('files', {}) if f.startswith('traces/'))
+        self.result.setText(f"Written to {out}\nVerdict: {text} ({self.pack.verdict}); "
+                            f"{len(self.pack.references)} reference(s), {traces} trace(s).")
         self.window_.show_status(f"Pack written to {out} ({self.pack.verdict}).")
         return Path(out)
 

@@ -1,34 +1,38 @@
-"""A safe, calm Markdown preview: raw HTML sanitised, nothing fetched, links routed by us."""
+"""A safe, calm Markdown preview: raw HTML sanitised, nothing fetched, links routed by us.
+
+The preview reads the document with the parser's own scanner (``core/reference/blocks.py``):
+the same front matter detector, the same CommonMark block rules and the same treatment of
+HTML comments, so what it shows as a heading or a list item is what the parser sees.
+"""
 
 from __future__ import annotations
 
 import html
-import re
 
-import markdown
 import nh3
 from PySide6.QtCore import QUrl, Signal
 from PySide6.QtGui import QTextDocument
 from PySide6.QtWidgets import QTextBrowser
 
-FRONT_MATTER_RE = re.compile(r"\A\ufeff?---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(\r?\n|\Z)", re.S)
+from lantern_studio.core.reference.blocks import front_matter_end, markdown, mask_comments, split_lines
+
 ALLOWED_TAGS = {
     "p", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "em", "strong", "code", "pre",
-    "blockquote", "a", "hr", "br", "table", "thead", "tbody", "tr", "th", "td", "del", "div", "span",
+    "blockquote", "a", "hr", "br", "table", "thead", "tbody", "tr", "th", "td", "del", "s", "div", "span",
 }
 
 
 def render_preview_html(text: str) -> str:
     """The reference as sanitised HTML; front matter shown as a code block, raw HTML removed."""
+    lines = split_lines(text)
     front = ""
-    m = FRONT_MATTER_RE.match(text)
-    if m:
-        front = f"<pre class='front'>{html.escape(m.group(1))}</pre>"
-        text = text[m.end():]
-    body = markdown.markdown(text, extensions=["fenced_code", "tables", "sane_lists"])
-    clean = nh3.clean(front + body, tags=ALLOWED_TAGS, attributes={"a": {"href", "title"}},
-                      url_schemes={"http", "https", "mailto"}, link_rel=None)
-    return clean
+    end = front_matter_end(lines)
+    if end is not None:
+        front = f"<pre class='front'>{html.escape(chr(10).join(lines[1:end]))}</pre>"
+        lines = lines[end + 1 :]
+    body = markdown(inline=True).render("\n".join(mask_comments(lines)))
+    return nh3.clean(front + body, tags=ALLOWED_TAGS, attributes={"a": {"href", "title"}},
+                     url_schemes={"http", "https", "mailto"}, link_rel=None)
 
 
 class PreviewBrowser(QTextBrowser):

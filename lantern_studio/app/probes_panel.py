@@ -1,4 +1,9 @@
-"""The probe matrix of the current reference: probe × mode, run all with progress and Cancel."""
+"""The probe matrix of the current reference: probe × mode, run all with progress and Cancel.
+
+Each cell says the verdict in words: "pass", or why not — a failed expectation described
+("did not mention anything like “4 g”"; the regex is in the tooltip), an answer that leaks the
+reference, or a degenerate one (repeated sentences, empty). The summary counts each per mode.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,31 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (QHBoxLayout, QHeaderView, QLabel, QProgressBar, QPushButton, QTableWidget,
                                QTableWidgetItem, QVBoxLayout, QWidget)
 
+from lantern_studio.core.describe import describe_probe_failure
 from lantern_studio.core.settings import MODES
 
-PASS, FAIL = QColor(198, 239, 206), QColor(255, 199, 206)
+PASS, FAIL, WARN = QColor(198, 239, 206), QColor(255, 199, 206), QColor(255, 230, 170)
+CELL_TEXT = QColor(20, 20, 20)  # cells keep their light colours in both themes: dark text on them
+
+
+def verdict(result) -> tuple[str, str, QColor]:
+    """(cell text, tooltip, colour) of one ProbeResult; leak/degenerate read when present."""
+    leak = getattr(result, "leak", None)
+    degenerate = getattr(result, "degenerate", None)
+    notes = []
+    if leak:
+        notes.append(f"Leaks the reference: {leak}")
+    if degenerate:
+        notes.append(f"Degenerate answer: {degenerate}")
+    stats = f"{result.blips} blips, {result.tokens_per_s:.1f} tok/s"
+    if result.passed and not notes:
+        return "pass", f"{stats}\n\n{result.answer}", PASS
+    if not result.passed and result.failed:
+        words = describe_probe_failure(result.failed, result.answer)
+        tip = f"Failed: {words}\nCheck: {result.failed}\n" + "".join(n + "\n" for n in notes)
+        return words, f"{tip}{stats}\n\n{result.answer}", FAIL
+    text = "leak" if leak else "degenerate"
+    return text, "\n".join(notes) + f"\n{stats}\n\n{result.answer}", WARN
 
 
 class ProbesPanel(QWidget):
@@ -26,13 +53,17 @@ class ProbesPanel(QWidget):
         self.table.setHorizontalHeaderLabels(self.modes)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.setWordWrap(True)
         self.table.cellDoubleClicked.connect(self._on_cell)
         self.table.cellClicked.connect(self._on_cell)
         self.run_button = QPushButton("Run all")
+        self.run_button.setToolTip("Run every probe of the reference in every mode")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.progress = QProgressBar()
         self.summary = QLabel("No probes run yet.")
+        self.summary.setTextFormat(Qt.TextFormat.PlainText)
+        self.summary.setWordWrap(True)
         row = QHBoxLayout()
         row.addWidget(self.run_button)
         row.addWidget(self.cancel_button)
@@ -63,15 +94,32 @@ class ProbesPanel(QWidget):
         col = self.modes.index(result.mode)
         row = result.probe - 1
         self.results[(row, result.mode)] = result
-        item = QTableWidgetItem("pass" if result.passed else f"fail: {result.failed}")
-        item.setBackground(PASS if result.passed else FAIL)
-        item.setForeground(QColor(20, 20, 20))
-        item.setToolTip(f"{result.blips} blips, {result.tokens_per_s:.1f} tok/s\n\n{result.answer}")
+        text, tip, color = verdict(result)
+        item = QTableWidgetItem(text)
+        item.setBackground(color)
+        item.setForeground(CELL_TEXT)
+        item.setToolTip(tip)
         item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
         self.table.setItem(row, col, item)
         self.progress.setValue(len(self.results))
-        per_mode = {m: [r.passed for (_, mm), r in self.results.items() if mm == m] for m in self.modes}
-        self.summary.setText("  ".join(f"{m}: {sum(v)}/{len(v)}" for m, v in per_mode.items() if v))
+        self.summary.setText(self.summary_text())
+
+    def summary_text(self) -> str:
+        """'none: 2/5 pass · blip: 4/5 pass, 1 leak' — per mode, in the order of the columns."""
+        parts = []
+        for m in self.modes:
+            rows = [r for (_, mm), r in self.results.items() if mm == m]
+            if not rows:
+                continue
+            text = f"{m}: {sum(r.passed for r in rows)}/{len(rows)} pass"
+            leaks = sum(1 for r in rows if getattr(r, "leak", None))
+            degenerate = sum(1 for r in rows if getattr(r, "degenerate", None))
+            if leaks:
+                text += f", {leaks} leak{'s' if leaks > 1 else ''}"
+            if degenerate:
+                text += f", {degenerate} degenerate"
+            parts.append(text)
+        return " · ".join(parts)
 
     def _on_cell(self, row: int, col: int) -> None:
         result = self.results.get((row, self.modes[col]))

@@ -7,9 +7,9 @@ Logic that needs no widget (atomic save, error-line parsing) lives in free funct
 from __future__ import annotations
 
 import hashlib
-import os
+import html
 import re
-import tempfile
+import uuid
 from pathlib import Path
 
 from PySide6.QtCore import QRect, QSize, Qt, QTimer, Signal
@@ -18,6 +18,8 @@ from PySide6.QtGui import (QColor, QFont, QFontDatabase, QKeySequence, QPainter,
 from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QPushButton,
                                QSplitter, QTextEdit, QToolButton, QVBoxLayout, QWidget)
 
+from lantern_studio.core.atomic import atomic_write
+from lantern_studio.core.describe import format_factor, likelihood_factor
 from lantern_studio.core.errors import ReferenceFormatError
 from lantern_studio.core.reference import Reference, parse_reference
 
@@ -44,25 +46,17 @@ Describe what a good answer does, for whom, and why.
 
 # Style
 Short, plain sentences.
+
+# Blips
+- when: /dose|how much/ → A short reminder the loop may give when a question matches.
+
+# Probes
+```yaml
+- prompt: A question a user might ask
+  expect: ['a word a good answer contains']
+  forbid: ['a word a good answer never contains']
+```
 """
-
-
-def atomic_write(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def error_line(message: str) -> int | None:
@@ -94,7 +88,8 @@ class _LineNumberArea(QWidget):
 
     def event(self, ev) -> bool:
         if ev.type() == ev.Type.ToolTip:
-            tip = self.editor.heat_tooltip(self.editor.line_at_y(ev.pos().y()))
+            line = self.editor.line_at_y(ev.pos().y())
+            tip = self.editor.error_lines.get(line) or self.editor.heat_tooltip(line)
             if tip:
                 from PySide6.QtWidgets import QToolTip
                 QToolTip.showText(ev.globalPos(), tip, self)
@@ -197,8 +192,10 @@ class CodeEditor(QPlainTextEdit):
             return ""
         item, value = self.heat[line]
         effect = "supports the answer" if value > 0 else "pushes away from the answer"
-        return (f"<b>{item}</b>: influence {value:+.3f} nats<br>{effect} "
-                f"(Δ log-likelihood of the answer when the item is removed)")
+        return (f"<b>{html.escape(item)}</b> {effect}: without it the answer is "
+                f"{format_factor(likelihood_factor(value))} {'less' if value > 0 else 'more'} likely.<br>"
+                f"<small>influence {value:+.3f} nats (Δ log-likelihood of the answer when the item is removed)"
+                "</small>")
 
     # -- marks ---------------------------------------------------------------------------
     def set_error_lines(self, errors: dict[int, str]) -> None:
@@ -247,15 +244,15 @@ class CodeEditor(QPlainTextEdit):
         selections.extend(self._find_selections)
         self.setExtraSelections(selections)
 
-    def event(self, ev) -> bool:
+    def viewportEvent(self, ev) -> bool:  # noqa: N802
+        # Tooltips over the text arrive at the viewport, in its coordinates (not at event()).
         if ev.type() == ev.Type.ToolTip and self.error_lines:
-            cursor = self.cursorForPosition(ev.pos() - self.viewport().pos())
-            message = self.error_lines.get(cursor.blockNumber() + 1)
+            message = self.error_lines.get(self.line_at_y(ev.pos().y()))
             if message:
                 from PySide6.QtWidgets import QToolTip
-                QToolTip.showText(ev.globalPos(), message, self)
+                QToolTip.showText(ev.globalPos(), message, self.viewport())
                 return True
-        return super().event(ev)
+        return super().viewportEvent(ev)
 
     # -- find ------------------------------------------------------------------------------
     def find_text(self, needle: str, backward: bool = False, case: bool = False) -> bool:
@@ -358,6 +355,8 @@ class ReferenceTab(QWidget):
                  theme: str = "light") -> None:
         super().__init__(parent)
         self.path = Path(path) if path else None
+        self.autosave_key = uuid.uuid4().hex[:12]  # names this tab's autosave files
+        self.pack_verdict: str | None = None  # set for a reference opened from a pack
         self.editor = CodeEditor(theme=theme)
         self.find_bar = FindBar(self.editor)
         self.preview = PreviewBrowser()
@@ -443,3 +442,6 @@ class ReferenceTab(QWidget):
         cursor.select(QTextCursor.SelectionType.Document)
         cursor.insertText(text)
         cursor.endEditBlock()
+
+
+__all__ = ["CodeEditor", "FindBar", "NEW_REFERENCE", "ReferenceTab", "atomic_write", "error_line", "text_hash"]

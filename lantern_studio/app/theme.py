@@ -22,6 +22,10 @@ def dark_palette() -> QPalette:
                         (QPalette.ColorRole.PlaceholderText, QColor(130, 134, 140)),
                         (QPalette.ColorRole.Link, QColor(110, 170, 255))):
         p.setColor(role, color)
+    disabled = QColor(120, 124, 130)  # greyed out, as the light theme does: a disabled Stop must look it
+    for role in (QPalette.ColorRole.WindowText, QPalette.ColorRole.Text, QPalette.ColorRole.ButtonText):
+        p.setColor(QPalette.ColorGroup.Disabled, role, disabled)
+    p.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Button, QColor(38, 40, 45))
     return p
 
 

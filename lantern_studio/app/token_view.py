@@ -1,8 +1,8 @@
 """The answer, token by token, coloured by error; blips as chips; rewound tokens struck through.
 
-The model behind the view is a core ``Transcript``. Events arrive in batches (one per frame)
-and the document is only ever appended to, so streaming stays flat in the answer's length;
-colours use the run's running mean ± 2.5σ and are settled once when the run ends.
+A view of a ``RunModel``: events arrive in batches (one per frame) and the document is only
+ever appended to, so streaming stays flat in the answer's length. Colours follow a fixed,
+explained scale (``error_colors``), or the run's own spread when the user picks "relative".
 """
 
 from __future__ import annotations
@@ -12,96 +12,93 @@ import html
 import math
 
 from PySide6.QtCore import QRectF, Qt, Signal
-from PySide6.QtGui import (QBrush, QColor, QFont, QLinearGradient, QPainter, QTextCharFormat, QTextCursor)
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QTextEdit, QToolTip, QVBoxLayout, QWidget
+from PySide6.QtGui import QBrush, QColor, QFont, QLinearGradient, QPainter, QTextCharFormat, QTextCursor
+from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QSizePolicy, QTextEdit, QToolTip, QVBoxLayout,
+                               QWidget)
 
-from lantern_studio.core.events import (BlipEvent, Done, Failed, RewindEvent, RuleHit, ScoreUpdate, TokenEvent,
+from lantern_studio.core.describe import describe_error, short_text
+from lantern_studio.core.events import (BlipEvent, Done, Failed, RewindEvent, ScoreUpdate, TokenEvent,
                                         Transcript)
 
-SIGMAS = 2.5
-NEG = QColor(50, 110, 200)  # the reference pulls toward the token
-POS = QColor(214, 48, 49)  # drift: the reference finds the token unlikely
-CHIP_BG = QColor(255, 196, 61)
-CHIP_FG = QColor(60, 40, 0)
+from . import error_colors as ec
+from .run_model import RunModel
+
+CHIP_BG = QColor(*ec.CHIP_BG)
+CHIP_FG = QColor(*ec.CHIP_FG)
+SCALE_LABELS = {"fixed": "Fixed scale", "relative": "Relative to this run"}
+SCALE_TIPS = {
+    "fixed": f"Full colour means the reference makes a word {ec.FIXED_FACTOR:.0f}× less likely (red) or more "
+             "likely (blue); the same colour means the same thing in every run.",
+    "relative": "Colours stretch to this run's own spread (mean ± 2.5σ): small differences show, but colours "
+                "of two runs cannot be compared.",
+}
 
 
-class ErrorScale:
-    """Running mean/σ (Welford) of the errors and the diverging colour map around zero."""
+def rgb(color: QColor) -> ec.RGB:
+    return color.red(), color.green(), color.blue()
 
-    def __init__(self) -> None:
-        self.n = 0
-        self.mean = 0.0
-        self._m2 = 0.0
 
-    def add(self, x: float) -> None:
-        self.n += 1
-        d = x - self.mean
-        self.mean += d / self.n
-        self._m2 += d * (x - self.mean)
+def theme_of(view: QWidget) -> str:
+    return "dark" if view.palette().base().color().lightness() < 128 else "light"
 
-    @property
-    def sigma(self) -> float:
-        return math.sqrt(self._m2 / (self.n - 1)) if self.n > 1 else 1.0
 
-    @property
-    def limits(self) -> tuple[float, float]:
-        """Clamping limits: mean ± 2.5σ, always straddling zero."""
-        s = max(self.sigma, 1e-3)
-        lo, hi = self.mean - SIGMAS * s, self.mean + SIGMAS * s
-        return min(lo, -0.25), max(hi, 0.25)
-
-    def color(self, error: float, base: QColor) -> QColor:
-        lo, hi = self.limits
-        t = max(-1.0, min(1.0, error / hi if error >= 0 else -error / lo))
-        end = POS if t >= 0 else NEG
-        a = abs(t) * 0.85
-        return QColor(round(base.red() + (end.red() - base.red()) * a),
-                      round(base.green() + (end.green() - base.green()) * a),
-                      round(base.blue() + (end.blue() - base.blue()) * a))
+def blip_label(blip: BlipEvent) -> str:
+    """The chip's text: what the reminder said, shortened."""
+    return f"⚑ {short_text(blip.text, 40)}"
 
 
 class ErrorLegend(QWidget):
-    """Gradient bar: reference pulls toward ← 0 → drift; limits of the current run."""
+    """Gradient bar with both ends in words; the chip and the rewound look."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.limits = (-1.0, 1.0)
+        self.scale = ec.ErrorScale()
         self.setMinimumHeight(34)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
 
-    def set_limits(self, limits: tuple[float, float]) -> None:
-        if limits != self.limits:
-            self.limits = limits
-            self.update()
+    @property
+    def limits(self) -> tuple[float, float]:
+        return self.scale.limits
+
+    def set_scale(self, scale: ec.ErrorScale) -> None:
+        self.scale = scale
+        self.update()
+
+    def words(self) -> tuple[str, str]:
+        return ec.legend_words(self.scale)
 
     def paintEvent(self, event) -> None:  # noqa: N802
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
         pal = self.palette()
-        base = pal.base().color()
-        w = min(self.width() - 16, 340)
+        base = rgb(pal.base().color())
+        theme = theme_of(self)
+        f = QFont(self.font())
+        f.setPointSizeF(max(7.5, f.pointSizeF() - 1))
+        p.setFont(f)
+        fm = p.fontMetrics()
+        chips_w = fm.horizontalAdvance(" ⚑ blip ") + fm.horizontalAdvance("rewound") + 40
+        w = max(120, min(self.width() - 16 - chips_w, 420))
         x0 = 8
         bar = QRectF(x0, 4, w, 10)
         grad = QLinearGradient(bar.topLeft(), bar.topRight())
-        grad.setColorAt(0.0, _mix(base, NEG, 0.85))
-        grad.setColorAt(0.5, base)
-        grad.setColorAt(1.0, _mix(base, POS, 0.85))
+        grad.setColorAt(0.0, QColor(*ec.shade(-1, base, theme)))
+        grad.setColorAt(0.5, QColor(*base))
+        grad.setColorAt(1.0, QColor(*ec.shade(1, base, theme)))
         p.setBrush(QBrush(grad))
         p.setPen(pal.mid().color())
         p.drawRoundedRect(bar, 3, 3)
         p.setPen(pal.text().color())
-        f = QFont(self.font())
-        f.setPointSizeF(max(7.5, f.pointSizeF() - 1))
-        p.setFont(f)
-        lo, hi = self.limits
-        fm = p.fontMetrics()
         y = 16 + fm.ascent()
-        left = f"≤ {lo:+.2f}  ref prefers"
-        right = f"drift  ≥ {hi:+.2f}"
+        left, right = self.words()
+        left = fm.elidedText(left, Qt.TextElideMode.ElideRight, int(w / 2 - 8))
+        right = fm.elidedText(right, Qt.TextElideMode.ElideRight, int(w / 2 - 8))
+        middle = "with the reference"
         p.drawText(int(x0), y, left)
-        p.drawText(int(x0 + w / 2 - fm.horizontalAdvance("0") / 2), y, "0")
         p.drawText(int(x0 + w - fm.horizontalAdvance(right)), y, right)
-        # chips and rewinds
+        if fm.horizontalAdvance(left + right + middle) + 24 < w:
+            p.setPen(pal.placeholderText().color())
+            p.drawText(int(x0 + w / 2 - fm.horizontalAdvance(middle) / 2), y, middle)
         x = x0 + w + 18
         chip = QRectF(x, 2, fm.horizontalAdvance(" ⚑ blip ") + 4, fm.height() + 2)
         p.setBrush(CHIP_BG)
@@ -110,16 +107,11 @@ class ErrorLegend(QWidget):
         p.setPen(CHIP_FG)
         p.drawText(chip, Qt.AlignmentFlag.AlignCenter, "⚑ blip")
         x = chip.right() + 12
-        p.setPen(pal.placeholderText().color())
+        p.setPen(QColor(*ec.THEME_COLORS[theme]["rewound"]))
         f2 = QFont(f)
         f2.setStrikeOut(True)
         p.setFont(f2)
         p.drawText(int(x), int(chip.top() + fm.ascent() + 1), "rewound")
-
-
-def _mix(a: QColor, b: QColor, t: float) -> QColor:
-    return QColor(round(a.red() + (b.red() - a.red()) * t), round(a.green() + (b.green() - a.green()) * t),
-                  round(a.blue() + (b.blue() - a.blue()) * t))
 
 
 class _AnswerEdit(QTextEdit):
@@ -134,15 +126,15 @@ class _AnswerEdit(QTextEdit):
         f.setPointSizeF(max(f.pointSizeF(), 10.5))
         self.setFont(f)
 
-    def event(self, ev) -> bool:
+    def viewportEvent(self, ev) -> bool:  # noqa: N802 — tooltips of the text arrive on the viewport
         if ev.type() == ev.Type.ToolTip:
-            tip = self.view.tooltip_at(self.cursorForPosition(ev.pos() - self.viewport().pos()).position())
+            tip = self.view.tooltip_at(self.cursorForPosition(ev.pos()).position())
             if tip:
-                QToolTip.showText(ev.globalPos(), tip, self)
+                QToolTip.showText(ev.globalPos(), tip, self.viewport())
             else:
                 QToolTip.hideText()
             return True
-        return super().event(ev)
+        return super().viewportEvent(ev)
 
     def mouseReleaseEvent(self, ev) -> None:  # noqa: N802
         super().mouseReleaseEvent(ev)
@@ -151,82 +143,110 @@ class _AnswerEdit(QTextEdit):
 
 
 class TokenView(QWidget):
-    """Shows a Transcript as coloured tokens; emits what the user picks."""
+    """Shows a RunModel as coloured tokens; emits what the user picks."""
 
     tokenSelected = Signal(int)  # token index
     blipSelected = Signal(object)  # BlipEvent
     ruleSelected = Signal(object)  # RuleHit
+    scaleChanged = Signal(str)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, model: RunModel | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.model = model or RunModel(self)
         self.legend = ErrorLegend()
         self.edit = _AnswerEdit(self)
         self.header = QLabel()
         self.header.setTextFormat(Qt.TextFormat.PlainText)
         self.header.setStyleSheet("color: palette(placeholder-text);")
+        self.header.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.scale_box = QComboBox()
+        for kind in ec.SCALES:
+            self.scale_box.addItem(SCALE_LABELS[kind], kind)
+            self.scale_box.setItemData(self.scale_box.count() - 1, SCALE_TIPS[kind], Qt.ItemDataRole.ToolTipRole)
+        self.scale_box.setToolTip(SCALE_TIPS["fixed"])
+        self.scale_box.currentIndexChanged.connect(lambda _i: self.set_scale_kind(self.scale_box.currentData()))
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
         top = QHBoxLayout()
         top.setContentsMargins(0, 0, 0, 0)
         top.addWidget(self.header, 1)
+        top.addWidget(self.scale_box)
         layout.addLayout(top)
         layout.addWidget(self.edit, 1)
         layout.addWidget(self.legend)
-        self.clear()
+        self.scale_kind = "fixed"
+        self.model.cleared.connect(self._on_cleared)
+        self.model.applied.connect(self._on_applied)
+        self.model.headerChanged.connect(self.header.setText)
+        self._on_cleared(self.model.header)
 
-    # -- model -----------------------------------------------------------------------------
+    # -- the model ---------------------------------------------------------------------------
+    @property
+    def transcript(self) -> Transcript:
+        return self.model.transcript
+
     def clear(self, header: str = "") -> None:
-        self.transcript = Transcript()
-        self.scale = ErrorScale()
+        self.model.clear(header)
+
+    def set_header(self, text: str) -> None:
+        self.model.set_header(text)
+
+    def apply_events(self, events: list) -> None:
+        self.model.apply(events)
+
+    def load_events(self, events: list, header: str = "") -> None:
+        """Show a whole recorded run (history, trace replay)."""
+        self.model.load(events, header)
+
+    def set_scale_kind(self, kind: str) -> None:
+        """'fixed' or 'relative'; recolours what is shown."""
+        if kind not in ec.SCALES:
+            return
+        self.scale_kind = kind
+        i = self.scale_box.findData(kind)
+        if self.scale_box.currentIndex() != i:
+            self.scale_box.setCurrentIndex(i)
+        self.scale_box.setToolTip(SCALE_TIPS[kind])
+        self.recolor()
+        self.scaleChanged.emit(kind)
+
+    def _on_cleared(self, header: str) -> None:
+        self.scale = ec.ErrorScale(self.scale_kind)
         self._starts: list[int] = []  # document start of each item, ascending
         self._items: list[tuple[str, object, int]] = []  # (kind, event or index, length)
         self._span: dict[int, tuple[int, int]] = {}  # token index -> (start, length)
         self.selected: int | None = None
         self.edit.clear()
         self.header.setText(header)
-        self.legend.set_limits(self.scale.limits)
+        self.legend.set_scale(self.scale)
         self.edit.setExtraSelections([])
 
-    def set_header(self, text: str) -> None:
-        self.header.setText(text)
-
-    def apply_events(self, events: list) -> None:
-        """Apply a batch of events to the transcript and append what they add to the document."""
+    def _on_applied(self, events: list) -> None:
         bar = self.edit.verticalScrollBar()
         at_end = bar.value() >= bar.maximum() - 4
-        doc = self.edit.document()
-        cursor = QTextCursor(doc)
+        cursor = QTextCursor(self.edit.document())
         cursor.beginEditBlock()
-        rescored: list[int] = []
-        settle = False
+        rescored = settle = False
         for event in events:
-            self.transcript.apply(event)
             if isinstance(event, TokenEvent):
                 if event.error is not None:
                     self.scale.add(event.error)
                 self._append(cursor, "token", event.index, event.text, self._token_format(event))
             elif isinstance(event, BlipEvent):
-                self._append(cursor, "blip", event, f" ⚑ {event.source_id} ", self._chip_format())
+                self._append(cursor, "blip", event, f" {blip_label(event)} ", self._chip_format())
             elif isinstance(event, RewindEvent):
-                self._strike(cursor, event)
-            elif isinstance(event, RuleHit):
-                pass
+                self._strike(cursor)
             elif isinstance(event, ScoreUpdate):
-                rescored.extend(range(event.start, event.start + len(event.error)))
+                rescored = True
             elif isinstance(event, (Done, Failed)):
                 settle = True
         cursor.endEditBlock()
-        if rescored or settle:
+        if rescored or (settle and self.scale_kind == "relative"):
             self.recolor()
-        self.legend.set_limits(self.scale.limits)
+        self.legend.set_scale(self.scale)
         if at_end:
             bar.setValue(bar.maximum())
-
-    def load_events(self, events: list, header: str = "") -> None:
-        """Show a whole recorded run (history, trace replay)."""
-        self.clear(header)
-        self.apply_events(list(events))
 
     def _append(self, cursor: QTextCursor, kind: str, payload, text: str, fmt: QTextCharFormat) -> None:
         cursor.movePosition(QTextCursor.MoveOperation.End)
@@ -236,16 +256,25 @@ class TokenView(QWidget):
         self._starts.append(start)
         self._items.append((kind, payload, length))
         if kind == "token":
-            self._span[payload] = (start, length)  # type: ignore[index]
+            self._span[payload] = (start, length)
 
     def _token_format(self, tok: TokenEvent) -> QTextCharFormat:
         fmt = QTextCharFormat()
-        if tok.error is not None:
-            fmt.setBackground(self.scale.color(tok.error, self.edit.palette().base().color()))
+        pal = self.edit.palette()
+        theme = theme_of(self.edit)
         if tok.index in self.transcript.rewound:
             fmt.setFontStrikeOut(True)
-            fmt.setForeground(self.edit.palette().placeholderText())
+            fmt.setForeground(QColor(*ec.THEME_COLORS[theme]["rewound"]))
+            return fmt
+        fmt.setForeground(pal.text())
+        if tok.error is not None:
+            fmt.setBackground(self.token_color(tok.error))
         return fmt
+
+    def token_color(self, error: float) -> QColor:
+        """The background of a token with this error, on the current scale and theme."""
+        return QColor(*ec.shade(self.scale.position(error), rgb(self.edit.palette().base().color()),
+                                theme_of(self.edit)))
 
     def _chip_format(self) -> QTextCharFormat:
         fmt = QTextCharFormat()
@@ -255,22 +284,21 @@ class TokenView(QWidget):
         fmt.setFontPointSize(max(7.0, self.edit.font().pointSizeF() - 1.5))
         return fmt
 
-    def _strike(self, cursor: QTextCursor, event: RewindEvent) -> None:
-        fmt = QTextCharFormat()
-        fmt.setFontStrikeOut(True)
-        fmt.setForeground(self.edit.palette().placeholderText())
+    def _strike(self, cursor: QTextCursor) -> None:
         for index in sorted(self.transcript.rewound):
             span = self._span.get(index)
-            if span is None:
+            tok = self.transcript.token(index)
+            if span is None or tok is None:
                 continue
             cursor.setPosition(span[0])
             cursor.setPosition(span[0] + span[1], QTextCursor.MoveMode.KeepAnchor)
-            cursor.mergeCharFormat(fmt)
+            cursor.setCharFormat(self._token_format(tok))
         cursor.clearSelection()
 
     def recolor(self) -> None:
-        """Recompute the scale from every error and recolour all tokens (end of run, re-score)."""
-        scale = ErrorScale()
+        """Recompute the scale from every error and recolour all tokens (end of run, re-score,
+        another scale or theme)."""
+        scale = ec.ErrorScale(self.scale_kind)
         for tok in self.transcript.tokens:
             if tok.error is not None:
                 scale.add(tok.error)
@@ -285,7 +313,7 @@ class TokenView(QWidget):
             cursor.setPosition(span[0] + span[1], QTextCursor.MoveMode.KeepAnchor)
             cursor.setCharFormat(self._token_format(tok))
         cursor.endEditBlock()
-        self.legend.set_limits(self.scale.limits)
+        self.legend.set_scale(self.scale)
 
     # -- lookup and interaction ---------------------------------------------------------------
     def item_at(self, position: int) -> tuple[str, object] | None:
@@ -312,10 +340,7 @@ class TokenView(QWidget):
             return ""
         kind, payload = found
         if kind == "blip":
-            b: BlipEvent = payload  # type: ignore[assignment]
-            rewound = f"; rewound {b.rewound} tokens" if b.rewound else ""
-            return (f"<b>Blip</b> from <code>{html.escape(b.source_id)}</code> at token {b.index}<br>"
-                    f"“{html.escape(b.text)}”<br><i>{html.escape(b.reason)}{rewound}</i>")
+            return blip_tooltip(payload)  # type: ignore[arg-type]
         tok = self.transcript.token(payload)  # type: ignore[arg-type]
         return token_tooltip(tok, self.transcript) if tok else ""
 
@@ -352,23 +377,42 @@ class TokenView(QWidget):
                     break
 
 
+def _percent(logp: float | None) -> str:
+    if logp is None:
+        return "–"
+    p = math.exp(logp) * 100
+    return f"{p:.1f}%" if p >= 0.1 else "<0.1%"
+
+
+def blip_tooltip(b: BlipEvent) -> str:
+    rewound = f" It first took back {b.rewound} words." if b.rewound else ""
+    return (f"<b>Reminder (blip)</b> after word {b.index}: “{html.escape(b.text)}”<br>"
+            f"Why: {html.escape(b.reason)}.{rewound}<br>"
+            f"<small>From the reference item <code>{html.escape(b.source_id)}</code>; click to show it.</small>")
+
+
 def token_tooltip(tok: TokenEvent, transcript: Transcript | None = None) -> str:
-    """Rich tooltip: the token, both log-probabilities, error, divergence and both top-5s."""
+    """The token in words first (how much likelier or less likely the reference makes it),
+    then both sides' chances and top-5 lists, then the raw numbers."""
 
     def num(x) -> str:
         return "–" if x is None else f"{x:+.3f}"
 
     def top(rows) -> str:
-        return "".join(f"<tr><td><code>{html.escape(repr(t))}</code></td><td align=right>{lp:.2f}</td></tr>"
+        return "".join(f"<tr><td><code>{html.escape(repr(t))}</code></td><td align=right>{_percent(lp)}</td></tr>"
                        for t, lp in rows[:5]) or "<tr><td>–</td></tr>"
 
     state = ""
     if transcript is not None and tok.index in transcript.rewound:
-        state = " <i>(rewound)</i>"
-    return (f"<b><code>{html.escape(repr(tok.text))}</code></b> #{tok.index}{state}<br>"
-            f"log p plant {num(tok.logp_plant)} · log p ref {num(tok.logp_ref)}<br>"
-            f"error <b>{num(tok.error)}</b> · divergence {num(tok.divergence)}"
-            + (f" · control {num(tok.control)}" if tok.control is not None else "")
-            + "<table cellspacing=6><tr><th>plant top-5</th><th>reference top-5</th></tr>"
+        state = " <i>(taken back by the loop)</i>"
+    sentence = describe_error(tok.error)
+    approx = " (estimated)" if getattr(tok, "approx", False) else ""
+    return (f"<b><code>{html.escape(repr(tok.text))}</code></b> · word {tok.index}{state}<br>"
+            f"<b>{html.escape(sentence[0].upper() + sentence[1:])}</b>{approx}.<br>"
+            f"Chance of this word: model {_percent(tok.logp_plant)} · with the reference {_percent(tok.logp_ref)}"
+            "<table cellspacing=6><tr><th>model's top-5</th><th>reference's top-5</th></tr>"
             f"<tr><td valign=top><table>{top(tok.top_plant)}</table></td>"
-            f"<td valign=top><table>{top(tok.top_ref)}</table></td></tr></table>")
+            f"<td valign=top><table>{top(tok.top_ref)}</table></td></tr></table>"
+            f"<small>error {num(tok.error)} nats (log p model − log p reference) · "
+            f"divergence {num(tok.divergence)}"
+            + (f" · control {num(tok.control)}" if tok.control is not None else "") + "</small>")

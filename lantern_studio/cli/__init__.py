@@ -12,9 +12,10 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..core.errors import LanternError
+from ..core.printable import printable
 
 # Each module defines register(subparsers) that adds its parsers with set_defaults(func=...).
-COMMAND_MODULES = ("run", "score", "models", "bench", "probe", "pack", "keys")
+COMMAND_MODULES = ("run", "score", "models", "bench", "probe", "eval", "pack", "keys", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except LanternError as exc:
-        print(f"lantern: {exc}", file=sys.stderr)
+        # An error may quote a file's content: printed as one line, with nothing a terminal acts on.
+        print(f"lantern: {printable(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("lantern: interrupted.", file=sys.stderr)

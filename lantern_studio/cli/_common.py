@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,12 +11,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..core.engine import Engine
 
 from ..core.errors import LanternError
+from ..core.printable import printable_json
 from ..core.reference import Reference, load_reference
 from ..core.settings import MODES, EngineSettings, LoopSettings, SamplingSettings
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", metavar="F", help="a built-in model name or a local .gguf path (default: smollm2)")
+    p.add_argument("--model", metavar="F|URL", help="a built-in model name, a local .gguf path or a model server's "
+                   "http://HOST:PORT (default: smollm2); a server's API key comes from LANTERN_API_KEY or the keyring")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default: one per core)")
     p.add_argument("--ctx", type=int, default=EngineSettings().n_ctx, help="context size in tokens")
 
@@ -29,7 +30,8 @@ def add_sampling_args(p: argparse.ArgumentParser, max_tokens: int = 200) -> None
 
 
 def add_loop_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--mode", choices=MODES, help="none, prompt, observe, blip or guide (default: the reference's, else observe)")
+    p.add_argument("--mode", choices=MODES, help="none, prompt, observe, blip or guide (default: the reference's loop "
+                   f"block, else {LoopSettings().mode}; none without a reference)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="override a loop setting, e.g. --set threshold=2 --set rewind=tokens:4")
 
@@ -48,7 +50,9 @@ def load_reference_arg(path: str | None) -> Reference | None:
 
 
 def loop_settings(args: argparse.Namespace, reference: Reference | None) -> LoopSettings:
-    base = reference.loop if reference is not None else LoopSettings(mode="observe")
+    """The reference's loop block over the defaults, then ``--set`` and ``--mode``. Without a
+    reference there is nothing to steer toward: the mode is ``none``."""
+    base = reference.loop if reference is not None else LoopSettings(mode="none")
     changes: dict[str, Any] = {}
     for item in args.set:
         name, sep, raw = item.partition("=")
@@ -57,8 +61,6 @@ def loop_settings(args: argparse.Namespace, reference: Reference | None) -> Loop
         changes[name.strip()] = _parse_value(raw.strip())
     if args.mode:
         changes["mode"] = args.mode
-    elif reference is None or "mode" not in reference.loop_given:
-        changes.setdefault("mode", "observe")
     return base.updated(**changes)
 
 
@@ -75,9 +77,9 @@ def _parse_value(raw: str) -> Any:
     return raw
 
 
-def print_json(obj: Any) -> None:
-    json.dump(obj, sys.stdout, ensure_ascii=False, indent=2)
-    sys.stdout.write("\n")
+def print_json(obj: Any, *, sort_keys: bool = False) -> None:
+    """JSON on stdout, two-space indented, with no raw control or bidi character (``printable_json``)."""
+    sys.stdout.write(printable_json(obj, indent=2, sort_keys=sort_keys) + "\n")
 
 
 def token_json(ev) -> dict[str, Any]:

@@ -1,15 +1,23 @@
-"""``lantern keys generate / list / trust / export-public``: signing keys and the trust store."""
+"""``lantern keys generate / list / trust / untrust / export-public``: signing keys and the trust store.
+
+Names and paths are printed through :func:`~lantern_studio.core.printable.printable`, and a
+signer is always shown with its fingerprint.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
-from typing import Any
 
+from ..core.atomic import atomic_write
 from ..core.errors import KeyStoreError
-from ..core.keys import KeyStore, parse_public_key, public_pem, write_atomic
+from ..core.keys import KeyStore, parse_public_key, public_pem
+from ..core.printable import printable
+from ..core.regular_files import read_regular
+from ._common import print_json
+
+_MAX_PUBLIC_KEY_FILE = 64 * 1024
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,6 +39,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_trust)
 
+    p = sub.add_parser("untrust", help="remove a signer from the trust store")
+    p.add_argument("signer", metavar="NAME|FINGERPRINT")
+    p.add_argument("--json", action="store_true", help="print the removed signer as JSON")
+    p.set_defaults(func=cmd_untrust)
+
     p = sub.add_parser("export-public", help="print the public half of one of your keys as PEM")
     p.add_argument("name", nargs="?", default="default", metavar="NAME", help="key name (default: default)")
     p.add_argument("-o", "--output", metavar="FILE", help="write the PEM to FILE instead of stdout")
@@ -41,9 +54,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def cmd_generate(args: argparse.Namespace) -> int:
     info = KeyStore().generate(args.name)
     if args.json:
-        _print_json(info.to_dict())
+        print_json(info.to_dict(), sort_keys=True)
     else:
-        print(f"Generated key {info.name!r} ({info.fingerprint}) in {info.path}; it is in your trust store.")
+        print(
+            f"Generated key {info.name!r} ({info.fingerprint}) in {printable(info.path)}; it is in your trust store."
+        )
     return 0
 
 
@@ -51,34 +66,34 @@ def cmd_list(args: argparse.Namespace) -> int:
     store = KeyStore()
     own, trusted = store.list_keys(), store.trusted()
     if args.json:
-        _print_json(
+        print_json(
             {
                 "keys": [k.to_dict() for k in own],
                 "trusted": [
                     {"name": k.name, "fingerprint": k.fingerprint, "public_key": k.public_key} for k in trusted
                 ],
-            }
+            },
+            sort_keys=True,
         )
         return 0
     print("your keys:" if own else "your keys: none (lantern keys generate)")
     for k in own:
-        print(f"  {k.fingerprint}  {k.name}  {k.path}")
+        print(f"  {k.fingerprint}  {printable(k.name)}  {printable(k.path)}")
     print("trusted signers:" if trusted else "trusted signers: none")
     for k in trusted:
-        print(f"  {k.fingerprint}  {k.name}")
+        print(f"  {k.fingerprint}  {printable(k.name)}")
     return 0
 
 
 def cmd_trust(args: argparse.Namespace) -> int:
     text = args.public_key
     path = Path(text)
-    if not text.startswith("-----BEGIN") and len(text) < 4096 and path.is_file():
+    if not text.startswith("-----BEGIN") and len(text) < 4096 and path.exists():
         try:
-            if path.stat().st_size > 64 * 1024:
-                raise KeyStoreError(f"{path} is too large to be a public key.")
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            raise KeyStoreError(f"The public key file {path} cannot be read as text.") from None
+            text = read_regular(path, _MAX_PUBLIC_KEY_FILE).decode("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = f" ({exc.strerror})" if isinstance(exc, OSError) and exc.strerror else ""
+            raise KeyStoreError(f"The public key file {path} cannot be read as text{reason}.") from None
     elif not text.lstrip().startswith("-----BEGIN"):
         try:
             parse_public_key(text)
@@ -88,9 +103,20 @@ def cmd_trust(args: argparse.Namespace) -> int:
             ) from None
     info = KeyStore().trust(parse_public_key(text), name=args.name)
     if args.json:
-        _print_json({"name": info.name, "fingerprint": info.fingerprint, "public_key": info.public_key})
+        print_json({"name": info.name, "fingerprint": info.fingerprint, "public_key": info.public_key}, sort_keys=True)
     else:
         print(f"Trusted {info.name!r} ({info.fingerprint}).")
+    return 0
+
+
+def cmd_untrust(args: argparse.Namespace) -> int:
+    info = KeyStore().untrust(args.signer)
+    if info is None:
+        raise KeyStoreError(f"No trusted key has the name or fingerprint {args.signer!r}.")
+    if args.json:
+        print_json({"name": info.name, "fingerprint": info.fingerprint, "public_key": info.public_key}, sort_keys=True)
+    else:
+        print(f"No longer trusted: {info.name!r} ({info.fingerprint}).")
     return 0
 
 
@@ -99,13 +125,16 @@ def cmd_export_public(args: argparse.Namespace) -> int:
     pem = public_pem(info.public_bytes)
     if args.output:
         try:
-            write_atomic(Path(args.output), pem.encode("ascii"))
+            atomic_write(Path(args.output), pem.encode("ascii"))
         except OSError as exc:
             raise KeyStoreError(
                 f"The public key could not be written to {args.output} ({exc.strerror or exc})."
             ) from None
     if args.json:
-        _print_json({"name": info.name, "fingerprint": info.fingerprint, "public_key": info.public_key, "pem": pem})
+        print_json(
+            {"name": info.name, "fingerprint": info.fingerprint, "public_key": info.public_key, "pem": pem},
+            sort_keys=True,
+        )
     elif not args.output:
         sys.stdout.write(pem)
     return 0
@@ -113,8 +142,3 @@ def cmd_export_public(args: argparse.Namespace) -> int:
 
 def _short(text: str) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _print_json(data: Any) -> None:
-    json.dump(data, sys.stdout, indent=2, sort_keys=True, ensure_ascii=False)
-    sys.stdout.write("\n")

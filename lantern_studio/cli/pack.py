@@ -1,17 +1,24 @@
-"""``lantern pack export / inspect / verify / import``: reference packs (docs/packs.md)."""
+"""``lantern pack export / inspect / verify / import``: reference packs (docs/packs.md).
+
+Everything printed from a pack goes through :func:`~lantern_studio.core.printable.printable`
+(text) or ``print_json`` (JSON): a pack's author chooses those strings, and a newline or
+an escape sequence in them must not forge or erase a line. A signer is always shown with
+its fingerprint, never by name alone.
+"""
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from ..core.errors import PackError
 from ..core.keys import NAME_RE, KeyStore, load_private_pem
-from ..core.pack import export_pack, import_pack, read_pack, verify_pack
+from ..core.pack import Pack, PackMeta, export_pack, import_pack, read_pack, verify_pack
+from ..core.printable import printable
+from ._common import print_json
 
 _VERDICT_TEXT = {
     "trusted": "trusted",
@@ -58,35 +65,38 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.sign:
         # A key name in the store wins; otherwise a path to a PEM private key file.
         store = KeyStore()
-        named = NAME_RE.match(args.sign) and (store.keys_dir / f"{args.sign}.pem").is_file()
+        named = NAME_RE.fullmatch(args.sign) and (store.keys_dir / f"{args.sign}.pem").is_file()
         if not named and Path(args.sign).is_file():
             key = load_private_pem(Path(args.sign))
         else:
             key = store.load_private(args.sign)
-    out = export_pack(
-        args.references,
-        args.output,
+    meta = PackMeta(
         name=args.name,
         version=args.pack_version,
         description=args.description,
         signing_key=key,
         trace_paths=args.include_traces,
     )
+    out = export_pack(args.references, args.output, meta)
     pack = read_pack(out)  # the same checks a recipient runs
     if args.json:
-        _print_json(
+        print_json(
             {
                 "pack": str(out),
                 "sha256": hashlib.sha256(out.read_bytes()).hexdigest(),
                 "verdict": pack.verdict,
                 "signer": pack.signer,
                 "files": sorted(pack.manifest["files"]),
-            }
+            },
+            sort_keys=True,
         )
     else:
         refs, traces = len(pack.references), len(pack.traces)
-        signed = f", signed by {pack.signer_name or pack.signer}" if pack.signer else ", unsigned"
-        print(f"Wrote {out}: {refs} reference{'s' * (refs != 1)}, {traces} trace{'s' * (traces != 1)}{signed}.")
+        signed = f", signed by {_signer(pack.signer, pack.signer_name)}" if pack.signer else ", unsigned"
+        print(
+            f"Wrote {printable(out)}: {refs} reference{'s' * (refs != 1)}, "
+            f"{traces} trace{'s' * (traces != 1)}{signed}."
+        )
     return 0
 
 
@@ -95,45 +105,52 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         try:
             pack = read_pack(args.pack)
         except PackError as exc:
-            _print_json({"pack": args.pack, "verdict": "invalid", "error": str(exc)})
+            print_json({"pack": args.pack, "verdict": "invalid", "error": str(exc)}, sort_keys=True)
             return 1
-        _print_json(pack.to_dict())
+        print_json(pack.to_dict(), sort_keys=True)
         return 0
     pack = read_pack(args.pack)
+    _warn_trust_error(pack.trust_error)
+    print("\n".join(inspect_lines(pack)))
+    return 0
+
+
+def inspect_lines(pack: Pack) -> list[str]:
+    """What ``pack inspect`` prints: one line per field, each value escaped (so one line each)."""
     info = pack.to_dict()
+    p = printable
     lines = [
-        f"pack:        {info['pack']}",
-        f"name:        {info['name']} ({info['slug']}) {info['version'] or ''}".rstrip(),
-        f"author:      {info['author'] or '-'}",
-        f"status:      {info['status'] or '-'}",
-        f"created:     {info['created'] or '-'}",
-        f"entry:       {info['entry']}",
+        f"pack:        {p(info['pack'])}",
+        f"name:        {p(info['name'])} ({p(info['slug'])}) {p(info['version'] or '')}".rstrip(),
+        f"author:      {p(info['author'] or '-')}",
+        f"status:      {p(info['status'] or '-')}",
+        f"created:     {p(info['created'] or '-')}",
+        f"entry:       {p(info['entry'])}",
         f"signature:   {_verdict_line(pack)}",
     ]
     if info["description"]:
-        lines.append(f"description: {info['description']}")
+        lines.append(f"description: {p(info['description'])}")
     lines.append("references:")
     lines += [
-        f"  {r['path']}  {r['title']}  v{r['version'] or '?'}  {r['status'] or '-'}  {r['author'] or '-'}"
+        f"  {p(r['path'])}  {p(r['title'])}  v{p(r['version'] or '?')}  "
+        f"{p(r['status'] or '-')}  {p(r['author'] or '-')}"
         for r in info["references"]
     ]
     lines.append("files:")
-    lines += [f"  {f['sha256']}  {f['size']:>9}  {f['path']}" for f in info["files"]]
-    lines.append("loop:        " + ", ".join(f"{k}={v}" for k, v in sorted(pack.manifest["loop"].items())))
-    print("\n".join(lines))
-    return 0
+    lines += [f"  {f['sha256']}  {f['size']:>9}  {p(f['path'])}" for f in info["files"]]
+    lines.append("loop:        " + ", ".join(f"{p(k)}={p(v)}" for k, v in sorted(pack.manifest["loop"].items())))
+    return lines
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     result = verify_pack(args.pack)
     if args.json:
-        _print_json({"pack": args.pack, **result.to_dict()})
+        print_json({"pack": args.pack, **result.to_dict()}, sort_keys=True)
         return 0 if result.ok else 1
     if not result.ok:
         raise PackError(result.error or "The pack is invalid.")
-    signer = ""
-    if result.signer:
-        signer = f" ({result.signer_name}, {result.signer})" if result.signer_name else f" ({result.signer})"
+    _warn_trust_error(result.trust_error)
+    signer = f" ({_signer(result.signer, result.signer_name)})" if result.signer else ""
     print(f"{_VERDICT_TEXT[result.verdict]}{signer}")
     return 0
 
@@ -141,20 +158,25 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     written = import_pack(args.pack, args.into, overwrite=args.overwrite)
     if args.json:
-        _print_json({"pack": args.pack, "into": args.into, "written": [str(p) for p in written]})
+        print_json({"pack": args.pack, "into": args.into, "written": [str(p) for p in written]}, sort_keys=True)
     else:
         for path in written:
-            print(path)
+            print(printable(path))
     return 0
+
+
+def _signer(fingerprint: str, name: str | None) -> str:
+    """``NAME, FINGERPRINT`` for a trusted signer, else the fingerprint alone."""
+    return f"{printable(name)}, {fingerprint}" if name else fingerprint
 
 
 def _verdict_line(pack: Any) -> str:
     text = _VERDICT_TEXT[pack.verdict]
     if pack.signer:
-        text += f" (signer {pack.signer_name + ', ' if pack.signer_name else ''}{pack.signer})"
+        text += f" (signer {_signer(pack.signer, pack.signer_name)})"
     return text
 
 
-def _print_json(data: Any) -> None:
-    json.dump(data, sys.stdout, indent=2, sort_keys=True, ensure_ascii=False)
-    sys.stdout.write("\n")
+def _warn_trust_error(error: str | None) -> None:
+    if error:
+        print(f"lantern: warning: {printable(error)} The signer could not be looked up.", file=sys.stderr)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..core.errors import LanternError
 from ..core.reference import Reference, load_reference, parse_reference
+from ..core.settings import LoopSettings
 from ._common import add_model_args, load_engine, print_json
 
 
@@ -21,12 +22,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=probe_command)
 
 
-def load_probe_references(path: Path) -> list[Reference]:
+def load_probe_references(path: Path) -> tuple[list[Reference], LoopSettings | None]:
+    """The references to probe and, for a pack, the loop settings its author packed."""
     if path.suffix == ".lantern":
         from ..core.pack import read_pack
         pack = read_pack(path)
-        return [parse_reference(text, name) for name, text in sorted(pack.references.items())]
-    return [load_reference(path)]
+        return [parse_reference(text, name) for name, text in sorted(pack.references.items())], pack.loop
+    return [load_reference(path)], None
 
 
 def probe_command(args: argparse.Namespace) -> int:
@@ -35,7 +37,7 @@ def probe_command(args: argparse.Namespace) -> int:
     from ..core.probes import PROBE_SAMPLING, parse_modes, run_probes, summarise
 
     modes = parse_modes(args.modes)
-    references = load_probe_references(Path(args.file))
+    references, packed_loop = load_probe_references(Path(args.file))
     if not any(r.probes for r in references):
         raise LanternError(f"{args.file} has no probes (add a 'Probes' section with a yaml block).")
     sampling = replace(PROBE_SAMPLING, max_tokens=args.max_tokens)
@@ -46,7 +48,7 @@ def probe_command(args: argparse.Namespace) -> int:
     results = []
     with load_engine(args, quiet=True) as engine:
         for ref in references:
-            results.extend(run_probes(engine, ref, modes, sampling=sampling, progress=progress))
+            results.extend(run_probes(engine, ref, modes, loop=packed_loop, sampling=sampling, progress=progress))
     print(file=sys.stderr)
     summary = summarise(results)
     if args.json:
@@ -62,7 +64,8 @@ def probe_command(args: argparse.Namespace) -> int:
             print(f"{ref.slug[:10]}#{i:<2} " + "  ".join(f"{c:<{width}}" for c in cells))
     for m in modes:
         s = summary[m]
-        print(f"{m:<8} {s['passed']}/{s['total']} passed")
+        print(f"{m:<8} {s['passed']}/{s['total']} accepted ({s['pattern_passed']} with patterns holding, "
+              f"{s['leak']} leaking the reference, {s['degenerate']} degenerate)")
     for r in results:
         if not r.passed:
             print(f"  {r.reference}#{r.probe} {r.mode}: {r.failed}", file=sys.stderr)

@@ -8,6 +8,7 @@ from dataclasses import asdict
 
 from ..core.events import BlipEvent, Done, Failed, RewindEvent, RuleHit, TokenEvent, Transcript
 from ..core.errors import LanternError
+from ..core.run_job import RunStats
 from ..core.trace import TraceWriter, make_header
 from ._common import (add_loop_args, add_model_args, add_sampling_args, load_engine, load_reference_arg,
                       loop_settings, print_json, sampling_settings, token_json)
@@ -24,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trace", metavar="OUT.jsonl", help="write the run as a JSONL trace")
     p.add_argument("--json", action="store_true", help="print one JSON object (see README) instead of text")
     p.add_argument("--explain", action="store_true", help="add attribution of the answer to reference items (JSON)")
+    p.add_argument("--quiet", action="store_true", help="no summary of the run on stderr")
     p.set_defaults(func=run_command)
 
 
@@ -43,7 +45,7 @@ def run_command(args: argparse.Namespace) -> int:
         transcript = Transcript()
         # A rewind cannot take back what was printed: with the loop acting, the answer is
         # printed once it is final, and the loop's actions are reported on stderr meanwhile.
-        stream_text = not args.json and loop.mode != "blip"
+        stream_text = not args.json and loop.mode in ("none", "observe")
         notes = not args.json
         try:
             for event in engine.run(args.prompt, reference, loop, sampling):
@@ -65,6 +67,8 @@ def run_command(args: argparse.Namespace) -> int:
             sys.stdout.write(("" if stream_text else transcript.answer) + "\n")
             if stats.get("stop_reason") == "context_full":
                 print("lantern: the answer stopped because the context is full.", file=sys.stderr)
+            if not args.quiet:
+                print(summary_line(RunStats.from_dict(stats)), file=sys.stderr)
             return 0
         out = {
             "answer": transcript.answer, "mode": loop.mode, "model": engine.model_name,
@@ -83,6 +87,19 @@ def run_command(args: argparse.Namespace) -> int:
             out["attribution"] = attribute(engine, reference, args.prompt, transcript.answer).to_json()
         print_json(out)
     return 0
+
+
+def summary_line(stats: RunStats) -> str:
+    """One line on what the run did: mode, length, speed, the loop's actions, drift."""
+    parts = [f"{stats.mode} mode", f"{stats.tokens} tokens", f"{stats.tokens_per_s:.1f} tok/s",
+             f"stopped: {stats.stop_reason.replace('_', ' ')}"]
+    if stats.blips or stats.mode == "blip":
+        parts.append(f"{stats.blips} blip{'s' if stats.blips != 1 else ''}")
+    if stats.rewound:
+        parts.append(f"{stats.rewound} tokens rewound")
+    if stats.mean_error is not None:
+        parts.append(f"{stats.drift_tokens} drifting tokens (mean error {stats.mean_error:+.2f})")
+    return "lantern: " + ", ".join(parts) + "."
 
 
 def _show(event, stream_tokens: bool) -> None:

@@ -1,4 +1,4 @@
-"""Attribution (DESIGN §4): how much each reference item moves the answer.
+"""Attribution: how much each reference item moves the answer.
 
 The influence of an item is the change in the sidecar's log-likelihood of the answer when the
 item is removed. Removal is done in the KV cache: a scratch sequence shares the sidecar's
@@ -10,13 +10,14 @@ once per item (re-encoding the rest of the reference per item would cost several
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .backend import FIRST_SCRATCH, SIDECAR, Feed
+from .backend import SIDECAR, Feed
 from .engine import Engine
-from .errors import LanternError
+from .errors import Cancelled, LanternError
 from .reference import Reference, render_reference
 
 
@@ -60,20 +61,20 @@ def item_spans(engine: Engine, reference: Reference, prompt: str) -> tuple[list[
     return tokens, spans
 
 
-def attribute(engine: Engine, reference: Reference, prompt: str, answer: str) -> Attribution:
-    """Influence of every section and item of ``reference`` on ``answer`` (a finished output)."""
+def attribute(engine: Engine, reference: Reference, prompt: str, answer: str,
+              should_stop: Callable[[], bool] | None = None) -> Attribution:
+    """Influence of every section and item of ``reference`` on ``answer`` (a finished output).
+    ``should_stop`` is asked before each batch of items; True raises Cancelled."""
     answer_tokens = engine.tokenize_answer(answer)
     if not answer_tokens:
         return Attribution([])
-    with engine._lock:
+    with engine.exclusive(), engine.scratch() as slots:
         prompt_tokens, spans = item_spans(engine, reference, prompt)
         b = engine.backend
-        engine.clear_scratch()
         full = b.forward([engine.prefill(SIDECAR, prompt_tokens)])
         first = _logp(full[0][-1], answer_tokens[0])
         base_lp = np.concatenate([[first], b.forward([Feed(SIDECAR, answer_tokens[:-1], 0, answer_tokens[1:])])[0]])
         b.truncate(SIDECAR, len(prompt_tokens))
-        slots = list(range(FIRST_SCRATCH, b.n_seq))
         if not slots:
             raise LanternError("Attribution needs extra sequences in the context (extra_sequences > 0).")
         ids = list(spans)
@@ -82,6 +83,9 @@ def attribute(engine: Engine, reference: Reference, prompt: str, answer: str) ->
         # token is scored without the item too.
         n_keep = len(prompt_tokens) - 1
         for g in range(0, len(ids), len(slots)):
+            engine.check_cancel()
+            if should_stop is not None and should_stop():
+                raise Cancelled("Explain was cancelled.")
             group = ids[g:g + len(slots)]
             feeds = []
             for seq, item_id in zip(slots, group):

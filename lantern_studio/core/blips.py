@@ -1,7 +1,7 @@
-"""Which blip to inject (DESIGN §4): an expert blip whose trigger matches wins; otherwise the
-candidate whose tokens overlap most with what the sidecar preferred over the window, or,
-with ``blip_choice: scored``, the one that most raises the plant's likelihood of the
-sidecar's preferred continuation (candidates evaluated in one batch on scratch sequences).
+"""Which blip to inject: an expert blip whose trigger matches wins; otherwise the candidate
+whose tokens overlap most with what the sidecar preferred over the window, or, with
+``blip_choice: scored``, the one that most raises the plant's likelihood of the sidecar's
+preferred continuation (the generation evaluates the shortlist in one batch).
 """
 
 from __future__ import annotations
@@ -9,20 +9,19 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from .backend import FIRST_SCRATCH, PLANT, SIDECAR, Feed
+from .focus import rank_rules
 from .reference import BlipCandidate, Reference
-from .scoring import log_softmax_rows
 from .settings import LoopSettings
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .engine import Engine, _Run
-
 _WORD = re.compile(r"[a-z0-9]{3,}")
-CONTINUATION = 6  # tokens of the sidecar's preferred continuation used by the scored choice
+
+# Given a shortlist, how much each would raise the plant's likelihood of the sidecar's
+# preferred continuation (None when it cannot be measured now).
+GainEvaluator = Callable[[Sequence[BlipCandidate]], "list[float] | None"]
 
 
 def content_words(text: str) -> set[str]:
@@ -31,15 +30,16 @@ def content_words(text: str) -> set[str]:
 
 
 class BlipPicker:
-    def __init__(self, engine: "Engine", reference: Reference, loop: LoopSettings) -> None:
-        self.engine = engine
+    def __init__(self, reference: Reference, loop: LoopSettings, shortlist: int = 5) -> None:
         self.loop = loop
+        self.reference = reference
+        self.shortlist = shortlist
         self.candidates = reference.blip_candidates()
         self.used: Counter[str] = Counter()
         self._words = {c.id: content_words(c.text) for c in self.candidates}
 
     def choose(self, prompt: str, answer: str, rewound: str, preferred: list[str],
-               source_id: str | None, run: "_Run | None" = None) -> BlipCandidate | None:
+               source_id: str | None, gains: GainEvaluator | None = None) -> BlipCandidate | None:
         """The blip to inject now, or None when the reference offers none."""
         if not self.candidates:
             return None
@@ -50,12 +50,23 @@ class BlipPicker:
         for c in self.candidates:
             if c.kind == "blip" and c.trigger is not None and not self.used[c.id] and c.trigger.search(context):
                 return self._take(c)
+        if self.loop.blip_choice == "relevant":
+            fresh = [r.candidate for r in rank_rules(self.reference, f"{prompt} {rewound}") if r.score > 0]
+            fresh.sort(key=lambda c: self.used[c.id])  # stable: relevance order within each use count
+            if fresh:
+                return self._take(fresh[0])
         ranked = self.rank_by_overlap(preferred)
-        if self.loop.blip_choice == "scored" and run is not None:
-            best = self.best_scored(ranked, run)
-            if best is not None:
-                return self._take(best)
+        if self.loop.blip_choice == "scored" and gains is not None:
+            shortlist = ranked[:self.shortlist]
+            measured = gains(shortlist)
+            if measured:
+                return self._take(shortlist[int(np.argmax(measured))])
         return self._take(ranked[0])
+
+    def opening(self, prompt: str) -> BlipCandidate | None:
+        """The rule most relevant to the question, for a blip before the first token."""
+        ranked = [r.candidate for r in rank_rules(self.reference, prompt) if r.score > 0]
+        return self._take(ranked[0]) if ranked else None
 
     def rank_by_overlap(self, preferred: list[str]) -> list[BlipCandidate]:
         """Candidates ordered by overlap with the sidecar's preferred tokens; fresh ones first
@@ -71,57 +82,6 @@ class BlipPicker:
             return (overlap * 0.5 ** self.used[c.id], -self.used[c.id], -order.get(c.kind, 4))
 
         return sorted(self.candidates, key=score, reverse=True)
-
-    def best_scored(self, ranked: list[BlipCandidate], run: "_Run") -> BlipCandidate | None:
-        """Batch-evaluate the top candidates on scratch sequences; None without scratch room."""
-        b = run.b
-        slots = b.n_seq - FIRST_SCRATCH - 1
-        if slots < 1:
-            return None
-        continuation = self._sidecar_continuation(run)
-        if not continuation:
-            return None
-        shortlist = ranked[:slots]
-        plant_len = b.length(PLANT)
-        feeds, lengths = [], []
-        for i, cand in enumerate(shortlist):
-            seq = FIRST_SCRATCH + 1 + i
-            b.share_prefix(PLANT, seq, plant_len)
-            blip = self.engine.blip_tokens(cand.text, self.loop.blip_style)
-            feeds.append(Feed(seq, blip + continuation[:-1], len(blip) - 1))
-            lengths.append(len(blip))
-        try:
-            rows = b.forward(feeds)
-        finally:
-            for i in range(len(shortlist)):
-                b.truncate(FIRST_SCRATCH + 1 + i, 0)
-        gains = []
-        for r in rows:
-            lp = log_softmax_rows(r)
-            gains.append(float(sum(lp[k, t] for k, t in enumerate(continuation))))
-        return shortlist[int(np.argmax(gains))]
-
-    def _sidecar_continuation(self, run: "_Run") -> list[int]:
-        """The sidecar's greedy continuation from the current point, on a scratch sequence."""
-        b = run.b
-        seq = FIRST_SCRATCH
-        side = b.tokens(SIDECAR)
-        if not side:
-            return []
-        b.share_prefix(SIDECAR, seq, len(side) - 1)
-        out: list[int] = []
-        feed = [side[-1]]
-        try:
-            for _ in range(CONTINUATION):
-                row = b.forward([Feed(seq, feed, 0)])[0][-1]
-                tok = int(np.argmax(row))
-                if b.is_end(tok):
-                    break
-                out.append(tok)
-                feed = [tok]
-        finally:
-            b.truncate(seq, 0)
-        return out
 
     def _take(self, c: BlipCandidate) -> BlipCandidate:
         self.used[c.id] += 1

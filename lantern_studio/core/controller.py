@@ -1,4 +1,4 @@
-"""The PID-style controller of blip mode (DESIGN §4). Pure: fed errors, answers decisions."""
+"""The PID-style controller of blip mode. Pure: fed errors, answers decisions."""
 
 from __future__ import annotations
 

@@ -2,68 +2,64 @@
 
 Every public operation is a generator of typed events (``events.py``): the CLI iterates it,
 the studio runs it in a worker, traces record it. Errors end a stream with ``Failed`` (one
-sentence); cancelling ends it with ``Done(stats={"stop_reason": "cancelled"})``.
+sentence); cancelling ends it with ``Done(stats={"stop_reason": "cancelled"})``. A
+generation itself lives in ``generation.py`` and its mode's policy in ``modes.py``.
 """
 
 from __future__ import annotations
 
 import codecs
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from .backend import FIRST_SCRATCH, PLANT, SIDECAR, Backend, Feed, LlamaCppBackend
-from .blips import BlipPicker
-from .controller import Controller, Decision
 from .errors import Cancelled, ContextOverflow, LanternError
-from .events import BlipEvent, Done, Event, Failed, RewindEvent, RuleHit, ScoreUpdate, TokenEvent
+from .events import Done, Event, Failed, ScoreUpdate, TokenEvent
+from .generation import Generation, RunRecord
+from .guards import Vocabulary
 from .models import resolve_model
+from .modes import NOTE_OPEN
 from .reference import Reference, render_reference
-from .sampling import Sampler
-from .scoring import divergence, guided, log_softmax, log_softmax_rows, top_k
+from .run_job import RunStats
+from .scoring import divergence, log_softmax_rows, top_k
 from .settings import EngineSettings, LoopSettings, SamplingSettings
 
 TOP_N = 5
+BASE_QUESTION = "Question: "
+BASE_ANSWER = "Answer:"
 SCORE_WINDOW = 64  # answer tokens per batch when scoring given text: bounds logits memory
-SENTENCE_END = re.compile(r"[.!?:;]\s|\n")
-MAX_SENTENCE_REWIND = 48
-NOTE_OPEN = " (Note: "  # how an inline-note blip opens
-
-
-@dataclass
-class RunRecord:
-    """What the engine remembers of the last run, for ``rescore`` and attribution."""
-
-    prompt: str
-    mode: str
-    plant_prompt: list[int]
-    answer: list[int]
-    logp_plant: list[float]
-    top_plant: list[list[tuple[str, float]]]
-    first_index: list[int] = field(default_factory=list)  # emission index of each answer token
-    plant_context_is_answer: bool = True  # False once blips entered the plant's context
 
 
 class Engine:
-    """A loaded model and the operations of DESIGN §3 on it."""
+    """A loaded model and the operations on it: run, re-score, score any text."""
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
         self._pieces = backend.pieces()
-        self._cancel = threading.Event()
+        # Each operation gets its own cancel flag when it is *created*, so a Stop pressed
+        # before its worker starts iterating is never lost; cancel() reaches the newest one
+        # and the one running.
+        self._newest = threading.Event()
+        self._running = self._newest
         self._lock = threading.Lock()  # one operation at a time on the context
         self.last_run: RunRecord | None = None
         self._blip_cache: dict[tuple[str, str], list[int]] = {}
+        self._vocabulary: Vocabulary | None = None
+        self._end_tokens: list[int] | None = None
 
     @classmethod
     def load(cls, model: str | Path | None = None, settings: EngineSettings = EngineSettings(),
              progress: Callable[[float], bool] | None = None) -> "Engine":
-        """Load a built-in model by name or a local GGUF path (ModelError if it cannot)."""
+        """Load a built-in model by name or a local GGUF path (ModelError if it cannot), or
+        connect to a model server at an http(s) URL (docs/remote.md)."""
+        from .remote import connect, is_url
+        if is_url(model):
+            return cls(connect(str(model)))
         return cls(LlamaCppBackend(resolve_model(model), settings, progress))
 
     def close(self) -> None:
@@ -84,27 +80,118 @@ class Engine:
         return self.backend.n_ctx
 
     def cancel(self) -> None:
-        """Stop the running operation at the next token (safe from any thread)."""
-        self._cancel.set()
+        """Stop the running operation at the next token, and one created but not started
+        yet (safe from any thread)."""
+        self._newest.set()
+        self._running.set()
         self.backend.abort()
 
+    def begin(self) -> threading.Event:
+        """A fresh cancel flag for the next operation (``exclusive`` takes it)."""
+        self._newest = threading.Event()
+        return self._newest
+
     # -- text and prompts ---------------------------------------------------------------
+    def vocabulary(self) -> Vocabulary:
+        if self._vocabulary is None:
+            self._vocabulary = Vocabulary(self._pieces)
+        return self._vocabulary
+
     def piece(self, token: int) -> str:
         return self._pieces[token].decode("utf-8", "replace")
+
+    def end_tokens(self) -> list[int]:
+        """Every token that ends the turn (end of generation, end of turn, …)."""
+        if self._end_tokens is None:
+            self._end_tokens = [t for t in range(len(self._pieces)) if self.backend.is_end(t)]
+        return self._end_tokens
+
+    def piece_bytes(self, token: int) -> bytes:
+        """The token's raw bytes (a UTF-8 character may span several tokens)."""
+        return self._pieces[token]
 
     def tokenize_answer(self, text: str) -> list[int]:
         return self.backend.tokenize(text, special=False)
 
     def conversation(self, system: str, user: str) -> list[int]:
         """Tokens of a conversation up to the start of the assistant's answer. An empty system
-        text gives exactly the conversation without a system message."""
+        text gives exactly the conversation without a system message. Only the chat
+        template's own markers become control tokens: the user's prompt and the reference
+        are always plain text, so ``<|im_end|>`` typed in either is just characters."""
         bos = self.backend.bos_tokens()
         if self.backend.chat_template() is None:
-            text = f"{system.strip()}\n\n{user}\n" if system.strip() else f"{user}\n"
+            # A base model has no turns: a question-and-answer layout tells it where the answer
+            # starts, and a new "Question:" line (BASE_TURN_END) is where it ends.
+            text = f"{BASE_QUESTION}{user.strip()}\n{BASE_ANSWER}"
+            if system.strip():
+                text = f"{system.strip()}\n\n{text}"
             return bos + self.backend.tokenize(text, special=False)
         messages = ([("system", system)] if system.strip() else []) + [("user", user)]
-        text = self.backend.render_chat(messages, add_assistant=True)
-        return self._with_bos(bos, self.backend.tokenize(text, special=True))
+        segments = self._chat_segments(messages, add_assistant=True)
+        return self._with_bos(bos, self._tokenize_segments(segments))
+
+    @property
+    def is_base_model(self) -> bool:
+        """True for a model without a chat template (a pretrained, not instruction-tuned, one)."""
+        return self.backend.chat_template() is None
+
+    def opening(self, user: str, reminder: str, style: str) -> list[int]:
+        """The plant's conversation with a reminder read before the answer: a system turn
+        after the user's (where the template has one), else an inline note that opens the
+        answer."""
+        if style == "system-turn" and self.backend.chat_template() is not None:
+            segments = self._chat_segments([("user", user), ("system", reminder)], add_assistant=True)
+            if (reminder, False) in segments:
+                return self._with_bos(self.backend.bos_tokens(), self._tokenize_segments(segments))
+        if self.is_base_model:  # the reminder stands before the question, as a prefix would
+            return self.conversation(reminder, user)
+        return self.conversation("", user) + self.blip_tokens(reminder, "inline-note")
+
+    def _chat_segments(self, messages: Sequence[tuple[str, str]], add_assistant: bool) -> list[tuple[str, bool]]:
+        """The rendered chat as (text, is_template) pieces. The template is rendered around
+        placeholders, so a message can never change how the template itself tokenizes."""
+        marks = [f"\ue000{i}\ue001" for i in range(len(messages))]
+        rendered = self.backend.render_chat([(role, mark) for (role, _), mark in zip(messages, marks)], add_assistant)
+        segments: list[tuple[str, bool]] = []
+        pos = 0
+        for (_role, content), mark in zip(messages, marks):
+            at = rendered.find(mark, pos)
+            if at < 0 or rendered.count(mark) != 1:
+                # The template rewrote its content (rare): render the real text, with every
+                # '<' defused so that no special-token spelling survives in the content.
+                safe = [(role, text.replace("<", "<\u200b")) for role, text in messages]
+                return [(self.backend.render_chat(safe, add_assistant), True)]
+            segments += [(rendered[pos:at], True), (content, False)]
+            pos = at + len(mark)
+        segments.append((rendered[pos:], True))
+        return segments
+
+    def _tokenize_segments(self, segments: Sequence[tuple[str, bool]]) -> list[int]:
+        """Control tokens where the template writes them, everything between them — the
+        template's own text and the messages — tokenized as one plain text, so a message
+        tokenizes exactly as in the full rendering (whitespace merges across the seam)."""
+        out: list[int] = []
+        plain: list[str] = []
+
+        def flush_plain() -> None:
+            if plain:
+                out.extend(self.backend.tokenize("".join(plain), special=False))
+                plain.clear()
+
+        for text, is_template in segments:
+            if not text:
+                continue
+            if not is_template:
+                plain.append(text)
+                continue
+            for token in self.backend.tokenize(text, special=True):
+                if self.backend.is_control(token):
+                    flush_plain()
+                    out.append(token)
+                else:
+                    plain.append(self.piece(token))
+        flush_plain()
+        return out
 
     def blip_tokens(self, text: str, style: str) -> list[int]:
         """Tokens that carry a blip into the plant's context in the given style."""
@@ -115,13 +202,11 @@ class Engine:
 
     def _make_blip(self, text: str, style: str) -> list[int]:
         if style == "system-turn" and self.backend.chat_template() is not None:
-            marker = "\u2063LANTERN-PARTIAL\u2063"
-            rendered = self.backend.render_chat(
-                [("user", "u"), ("assistant", marker), ("system", text)], add_assistant=True)
-            at = rendered.find(marker)
-            tail = rendered[at + len(marker):] if at >= 0 else ""
-            if text in tail:  # the template really opened a system turn after the partial answer
-                return self.backend.tokenize(tail, special=True)
+            segments = self._chat_segments([("user", "u"), ("assistant", "a"), ("system", text)], add_assistant=True)
+            # segments: template, "u", template, "a", template, text, template
+            if len(segments) == 7 and segments[5] == (text, False):
+                tail = segments[4:]  # what follows the partial answer: close, system turn, reopen
+                return self._tokenize_segments(tail)
         return self.backend.tokenize(f"{NOTE_OPEN}{text.strip()}) ", special=False)
 
     @staticmethod
@@ -134,23 +219,21 @@ class Engine:
             sampling: SamplingSettings = SamplingSettings()) -> Iterator[Event]:
         """Generate an answer to ``prompt`` in ``loop.mode``; yields token, blip, rewind and
         rule events, then ``Done`` (or ``Failed``)."""
-        return self._guarded(lambda: _Run(self, prompt, reference, loop, sampling).events())
+        return self._guarded(lambda: Generation(self, prompt, reference, loop, sampling).events(), self.begin())
 
     def rescore(self, reference: Reference | None) -> Iterator[Event]:
         """Re-score the last run's answer against an edited reference without generating:
         one ``ScoreUpdate`` and ``Done``. The sidecar's cache is kept up to the first changed
         token; the plant's cache is untouched."""
-        return self._guarded(lambda: self._rescore(reference))
+        return self._guarded(lambda: self._rescore(reference), self.begin())
 
     def score_text(self, reference: Reference | None, prompt: str, answer: str) -> Iterator[Event]:
         """Score any answer text, token by token, against ``reference`` (batch scoring of both
         sides). Yields ``TokenEvent``s and ``Done``."""
-        return self._guarded(lambda: self._score_text(reference, prompt, answer))
+        return self._guarded(lambda: self._score_text(reference, prompt, answer), self.begin())
 
-    def _guarded(self, make: Callable[[], Iterator[Event]]) -> Iterator[Event]:
-        with self._lock:
-            self._cancel.clear()
-            self.backend.clear_abort()
+    def _guarded(self, make: Callable[[], Iterator[Event]], op: threading.Event) -> Iterator[Event]:
+        with self.exclusive(op):
             try:
                 yield from make()
             except Cancelled:
@@ -159,11 +242,24 @@ class Engine:
                 yield Failed(str(exc))
             except MemoryError:
                 yield Failed("The computer ran out of memory during the run.")
+
+    @contextmanager
+    def exclusive(self, op: threading.Event | None = None) -> Iterator[None]:
+        """Hold the context for one operation; ``check_cancel`` then reads ``op`` (from
+        ``begin()``, taken when the operation was asked for; a fresh one if None)."""
+        op = op if op is not None else self.begin()
+        with self._lock:
+            self._running = op
+            self.backend.clear_abort()
+            if op.is_set():
+                self.backend.abort()  # cancelled before it started: stop at the first decode
+            try:
+                yield
             finally:
                 self.backend.clear_abort()
 
     def check_cancel(self) -> None:
-        if self._cancel.is_set():
+        if self._running.is_set():
             raise Cancelled("The run was cancelled.")
 
     # -- scoring helpers ------------------------------------------------------------------
@@ -182,6 +278,17 @@ class Engine:
     def clear_scratch(self) -> None:
         for seq in range(FIRST_SCRATCH, self.backend.n_seq):
             self.backend.truncate(seq, 0)
+
+    @contextmanager
+    def scratch(self) -> Iterator[list[int]]:
+        """The scratch sequences (beyond plant and sidecar), empty on entry and emptied on
+        exit whatever happens: the one owner of extra KV sequences (blip scoring,
+        attribution, benchmarks)."""
+        self.clear_scratch()
+        try:
+            yield list(range(FIRST_SCRATCH, self.backend.n_seq))
+        finally:
+            self.clear_scratch()
 
     def check_fits(self, *prompts: Sequence[int]) -> None:
         need = sum(len(p) for p in prompts) + 1
@@ -247,8 +354,8 @@ class Engine:
                 errors.append(ev.error)
                 yield ev
         self.last_run = None  # the plant's context now holds the given text, not a run
-        yield Done(_summary(errors, {"stop_reason": "scored", "mode": "score", "tokens": len(tokens),
-                                     "elapsed_s": time.perf_counter() - t0}))
+        yield Done(_partial_stats(errors, stop_reason="scored", mode="score", tokens=len(tokens),
+                                  elapsed_s=time.perf_counter() - t0))
 
     def _rescore(self, reference: Reference | None) -> Iterator[Event]:
         last = self.last_run
@@ -271,9 +378,8 @@ class Engine:
             part = scored[offset:offset + run_len]
             yield ScoreUpdate(run_start, [e.logp_ref for e in part], [e.error for e in part],
                               [e.divergence for e in part], [e.top_ref for e in part])
-        yield Done(_summary([e.error for e in scored], {
-            "stop_reason": "rescored", "mode": last.mode, "tokens": len(last.answer),
-            "elapsed_s": time.perf_counter() - t0}))
+        yield Done(_partial_stats([e.error or 0.0 for e in scored], stop_reason="rescored", mode=last.mode,
+                                  tokens=len(last.answer), elapsed_s=time.perf_counter() - t0))
 
 
 def _contiguous(indices: list[int]) -> Iterator[tuple[int, int, int]]:
@@ -287,364 +393,7 @@ def _contiguous(indices: list[int]) -> Iterator[tuple[int, int, int]]:
         i = j + 1
 
 
-def _summary(errors: list[float], stats: dict) -> dict:
-    if errors:
-        arr = np.asarray(errors, dtype=np.float64)
-        stats.update(mean_error=float(arr.mean()), max_error=float(arr.max()),
-                     drift_tokens=int((arr > 0).sum()))
-    return stats
-
-
-class _Run:
-    """One generation: the plant samples, the sidecar scores in chunks, the loop acts."""
-
-    def __init__(self, engine: Engine, prompt: str, reference: Reference | None,
-                 loop: LoopSettings, sampling: SamplingSettings) -> None:
-        self.e = engine
-        self.b = engine.backend
-        self.prompt = prompt
-        self.reference = reference
-        self.loop = loop
-        self.sampling = sampling
-        self.mode = loop.mode
-        rendered = render_reference(reference) if reference is not None and self.mode != "none" else ""
-        self.plant_prompt = engine.conversation(rendered if self.mode == "prompt" else "", prompt)
-        self.uses_sidecar = self.mode in ("observe", "blip", "guide")
-        self.sidecar_prompt = engine.conversation(rendered, prompt) if self.uses_sidecar else []
-        self.chunk = 1 if self.mode == "guide" else loop.chunk
-        self.sampler = Sampler(sampling)
-        self.controller = Controller(loop)
-        self.detectors = reference.detectors() if reference is not None and self.mode != "none" else []
-        self.picker = BlipPicker(engine, reference, loop) if self.mode == "blip" and reference else None
-        # State of the answer and of both sequences.
-        self.answer: list[int] = []
-        self.answer_events: list[TokenEvent] = []
-        self.answer_plant_pos: list[int] = []
-        self.n_emitted = 0
-        self.fed = 0  # answer tokens the sidecar has consumed
-        self.pending: list[tuple[TokenEvent, np.ndarray]] = []  # unscored tokens + plant rows
-        self.plant_row: np.ndarray | None = None
-        self.ref_row: np.ndarray | None = None  # sidecar row predicting answer[fed]
-        self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        self.text = ""
-        self.errors: list[float] = []
-        self.n_rewound = 0
-        self.n_blips = 0
-        self.blips_in_context = False
-        self.late_decision: Decision | None = None  # from a flush: acted on at end of turn
-        self.echo: list[list[int]] = []  # token forms of the last blip text
-        self.since_blip: list[int] = []
-        self.boost = False  # guide_rewind: redo the current sentence at 2·γ
-        self.banned: dict[int, set[int]] = {}  # answer position -> tokens a rule ruled out
-
-    # -- the driver -----------------------------------------------------------------------
-    def events(self) -> Iterator[Event]:
-        t0 = time.perf_counter()
-        self.e.clear_scratch()
-        self.e.check_fits(self.plant_prompt, self.sidecar_prompt)
-        feeds = [self.e.prefill(PLANT, self.plant_prompt)]
-        if self.uses_sidecar:
-            feeds.append(self.e.prefill(SIDECAR, self.sidecar_prompt))
-        rows = self.b.forward(feeds)
-        self.plant_row = log_softmax(rows[0][-1])
-        if self.uses_sidecar:
-            self.ref_row = rows[1][-1].copy()
-        t_gen = time.perf_counter()
-        decode_gen = getattr(self.b, "decode_seconds", 0.0)
-        stop = "max_tokens"
-        max_emitted = self.sampling.max_tokens * 3  # rewinds may re-emit, but never forever
-        try:
-            while len(self.answer) < self.sampling.max_tokens and self.n_emitted < max_emitted:
-                self.e.check_cancel()
-                self._refresh_rows()
-                token, control = self._choose()
-                if self.b.is_end(token):
-                    # The loop gets a last say on the tokens not yet scored before the turn ends.
-                    yield from self._flush()
-                    if self.late_decision is not None and self.picker is not None:
-                        decision, self.late_decision = self.late_decision, None
-                        yield from self._act(decision, None)
-                        continue
-                    if self.late_decision is not None and self.mode == "guide":
-                        self.late_decision = None
-                        yield from self._redo(None)
-                        continue
-                    stop = "end_of_turn"
-                    break
-                yield from self._emit(token, control)
-        except ContextOverflow:
-            stop = "context_full"
-        except Cancelled:
-            stop = "cancelled"
-        if stop != "cancelled":
-            yield from self._flush()
-        elapsed = time.perf_counter() - t_gen
-        self.e.last_run = RunRecord(
-            prompt=self.prompt, mode=self.mode, plant_prompt=list(self.plant_prompt),
-            answer=list(self.answer),
-            logp_plant=[ev.logp_plant or 0.0 for ev in self.answer_events],
-            top_plant=[ev.top_plant for ev in self.answer_events],
-            first_index=[ev.index for ev in self.answer_events],
-            plant_context_is_answer=not self.blips_in_context)
-        yield Done(_summary(self.errors, {
-            "mode": self.mode, "stop_reason": stop, "tokens": len(self.answer),
-            "emitted": self.n_emitted, "rewound": self.n_rewound, "blips": self.n_blips,
-            "prompt_tokens": len(self.plant_prompt), "sidecar_prompt_tokens": len(self.sidecar_prompt),
-            "elapsed_s": time.perf_counter() - t0, "generation_s": elapsed,
-            # The part of generation_s spent inside the model runtime (llama_decode).
-            "decode_s": getattr(self.b, "decode_seconds", 0.0) - decode_gen,
-            "tokens_per_s": self.n_emitted / elapsed if elapsed > 0 else 0.0,
-            "context_used": self.b.length(PLANT) + self.b.length(SIDECAR),
-            "context_size": self.b.n_ctx}))
-
-    def _choose(self) -> tuple[int, float | None]:
-        assert self.plant_row is not None
-        if self.mode != "guide":
-            return self.sampler.pick(self._without_echo(self.plant_row)), None
-        assert self.ref_row is not None
-        gamma = self.controller.guide_gamma() if self.loop.adaptive_guide else self.loop.gamma
-        if self.boost:
-            gamma *= 2.0
-        scores = guided(self.plant_row, log_softmax(self.ref_row), gamma)
-        banned = self.banned.get(len(self.answer))
-        if banned:
-            scores = scores.copy()
-            scores[list(banned)] = -np.inf
-        return self.sampler.pick(scores), gamma
-
-    def _without_echo(self, scores: np.ndarray) -> np.ndarray:
-        """Small models tend to read a blip back verbatim; after the first copied token the
-        next token of the copy is masked, so a reminder steers the answer but never becomes it."""
-        if not self.echo:
-            return scores
-        banned = set()
-        for form in self.echo:
-            for k in range(min(len(self.since_blip), len(form) - 1), 0, -1):
-                if self.since_blip[-k:] == form[:k]:
-                    banned.add(form[k])
-                    break
-        if not banned:
-            return scores
-        masked = scores.copy()
-        masked[list(banned)] = -np.inf
-        return masked
-
-    def _emit(self, token: int, control: float | None) -> Iterator[Event]:
-        assert self.plant_row is not None
-        if self.echo:
-            self.since_blip.append(token)
-        piece = self.decoder.decode(self.e._pieces[token])
-        ev = TokenEvent(index=self.n_emitted, token_id=token, text=piece,
-                        logp_plant=float(self.plant_row[token]), top_plant=self.e.top(self.plant_row),
-                        control=control)
-        self.n_emitted += 1
-        self.answer.append(token)
-        self.answer_events.append(ev)
-        self.answer_plant_pos.append(self.b.length(PLANT))
-        self.text += piece
-        if self.uses_sidecar:
-            self.pending.append((ev, self.plant_row))
-        else:
-            yield ev
-        # When a chunk is due, the plant's next token and the sidecar's chunk share one decode.
-        feeds = [Feed(PLANT, [token], 0)]
-        due = self.uses_sidecar and len(self.answer) - self.fed >= self.chunk
-        if due:
-            feeds.append(Feed(SIDECAR, self.answer[self.fed:], 0))
-        rows = self.b.forward(feeds)
-        self.plant_row = log_softmax(rows[0][0])
-        decision: Decision | None = None
-        if due:
-            scored, decision = self._score(rows[1])
-            yield from scored
-        hit = self._detect(piece)
-        if hit is not None:
-            yield hit
-            if self.mode == "blip" or (self.mode == "guide" and self.loop.guide_rewind):
-                decision = self.controller.detector(hit.source_id, hit.match) or decision
-        if self.boost and SENTENCE_END.search(piece + " "):
-            self.boost = False
-        if decision is not None and self.picker is not None:
-            yield from self._act(decision, hit)
-        elif decision is not None and self.mode == "guide":
-            yield from self._redo(hit)
-
-    def _score(self, rows: np.ndarray) -> tuple[list[TokenEvent], Decision | None]:
-        """Score the pending tokens with the held sidecar row and the new chunk's rows, and
-        run the controller on them before they are yielded (events never change after)."""
-        assert self.ref_row is not None
-        ref_rows = np.vstack([self.ref_row[None, :], rows[:-1]])
-        self.ref_row = rows[-1].copy()
-        self.fed = len(self.answer)
-        lr = log_softmax_rows(ref_rows)
-        scored: list[TokenEvent] = []
-        decision: Decision | None = None
-        for (ev, prow), lr_i in zip(self.pending, lr):
-            b = float(lr_i[ev.token_id])
-            ev.logp_ref = b
-            ev.error = (ev.logp_plant or 0.0) - b
-            ev.divergence = divergence(lr_i, prow)
-            ev.top_ref = self.e.top(lr_i)
-            self.errors.append(ev.error)
-            decision = self._control(ev) or decision
-            scored.append(ev)
-        self.pending.clear()
-        return scored, decision
-
-    def _flush(self) -> Iterator[Event]:
-        if not (self.uses_sidecar and self.pending):
-            return
-        try:
-            rows = self.b.forward([Feed(SIDECAR, self.answer[self.fed:], 0)])
-        except ContextOverflow:
-            # No room left to score the last tokens: they still belong to the answer.
-            yield from (ev for ev, _ in self.pending)
-            self.pending.clear()
-            return
-        scored, self.late_decision = self._score(rows[0])
-        yield from scored
-
-    def _control(self, ev: TokenEvent) -> Decision | None:
-        if self.mode == "guide" and self.loop.guide_rewind:
-            return self.controller.step(ev.error or 0.0)
-        if self.mode == "blip":
-            decision = self.controller.step(ev.error or 0.0)
-            ev.control = self.controller.last_signal
-            return decision
-        if self.mode == "guide" and self.loop.adaptive_guide:
-            self.controller.signal(ev.error or 0.0)
-        return None
-
-    def _detect(self, piece: str) -> RuleHit | None:
-        if not self.detectors or not piece:
-            return None
-        tail = self.text[-256:]
-        new_from = len(tail) - len(piece)
-        for source_id, regex in self.detectors:
-            for m in regex.finditer(tail):
-                if m.end() > new_from and m.group(0):
-                    return RuleHit(self.n_emitted - 1, source_id, m.group(0))
-        return None
-
-    # -- the loop's actions -----------------------------------------------------------------
-    def _act(self, decision: Decision, hit: RuleHit | None) -> Iterator[Event]:
-        assert self.picker is not None
-        yield from self._flush()
-        self.late_decision = None
-        count = self._rewind_count(hit)
-        preferred = [t for ev in self.answer_events[-self.loop.window:] for t, _ in ev.top_ref[:3]]
-        rewound_text = self.text
-        yield from self.rewind(count)
-        rewound_text = rewound_text[len(self.text):]
-        candidate = self.picker.choose(self.prompt, self.text, rewound_text, preferred,
-                                       decision.source_id, self)
-        if candidate is None:
-            return
-        self.inject(self.e.blip_tokens(candidate.text, self.loop.blip_style))
-        # Reading a rule back is only harmful for prohibitions ("Never mention X." as the
-        # answer); a reminder of a fact the answer should state may well be repeated.
-        text = candidate.text.strip()
-        self.echo = ([self.e.tokenize_answer(text), self.e.tokenize_answer(" " + text)]
-                     if candidate.kind == "never" else [])
-        if self.loop.blip_style == "inline-note":
-            # The note's wrapper read back into the answer is never wanted.
-            for opening in (NOTE_OPEN, NOTE_OPEN.lower(), NOTE_OPEN.upper()):
-                self.echo += [self.e.tokenize_answer(opening.strip()), self.e.tokenize_answer(opening)]
-        self.since_blip = []
-        self.controller.fire()
-        self.n_blips += 1
-        yield BlipEvent(index=self.n_emitted, text=candidate.text, source_id=candidate.id,
-                        reason=decision.reason, rewound=count)
-
-    def _redo(self, hit: RuleHit | None) -> Iterator[Event]:
-        """Guide mode's loop: take the drifting sentence back and write it again at 2·γ; after
-        a rule hit, the token that began the forbidden text is ruled out at its position."""
-        yield from self._flush()
-        self.late_decision = None
-        count = self._rewind_count(hit)
-        if count <= 0:
-            return
-        if hit is not None:
-            first = len(self.answer) - self._tokens_after(len(self.text) - len(hit.match), len(self.answer))
-            if first < len(self.answer):
-                self.banned.setdefault(first, set()).add(self.answer[first])
-        yield from self.rewind(count)
-        self.controller.fire()
-        self.boost = True
-
-    def _rewind_count(self, hit: RuleHit | None) -> int:
-        """How many answer tokens the loop takes back before a blip."""
-        policy = self.loop.rewind_tokens
-        if policy is None:  # back to the start of the current (or just finished) sentence
-            ends = [m.end() for m in SENTENCE_END.finditer(self.text[:-2])]
-            count = self._tokens_after(ends[-1] if ends else 0, MAX_SENTENCE_REWIND)
-        else:
-            count = policy
-        if hit is not None:  # always far enough to take the forbidden text out
-            count = max(count, self._tokens_after(len(self.text) - len(hit.match), len(self.answer)))
-        return min(count, len(self.answer))
-
-    def _tokens_after(self, char_offset: int, limit: int) -> int:
-        """Number of trailing answer tokens that start at or after ``char_offset``."""
-        chars, count = len(self.text), 0
-        for ev in reversed(self.answer_events):
-            chars -= len(ev.text)
-            if chars < char_offset or count >= limit:
-                break
-            count += 1
-        return count
-
-    def rewind(self, count: int) -> Iterator[Event]:
-        """Remove the last ``count`` answer tokens from the answer, the plant and the sidecar."""
-        count = min(count, len(self.answer))
-        if count <= 0:
-            return
-        yield from self._flush()
-        start = len(self.answer) - count
-        first_index = self.answer_events[start].index
-        self.b.truncate(PLANT, self.answer_plant_pos[start])
-        if self.uses_sidecar:
-            self.b.truncate(SIDECAR, len(self.sidecar_prompt) + start)
-            self.fed = start
-            self.ref_row = None
-        del self.answer[start:], self.answer_events[start:], self.answer_plant_pos[start:]
-        self.plant_row = None
-        self.controller.rewound(count)
-        self.n_rewound += count
-        self._rebuild_text()
-        yield RewindEvent(first_index, count)
-
-    def inject(self, tokens: Sequence[int]) -> None:
-        """Put tokens into the plant's context only (never into the answer or the sidecar)."""
-        if not tokens:
-            return
-        self.plant_row = log_softmax(self.b.forward([Feed(PLANT, list(tokens), len(tokens) - 1)])[0][-1])
-        self.blips_in_context = True
-        self._refresh_rows()
-
-    def _sidecar_refresh_feed(self) -> list[Feed]:
-        if not self.uses_sidecar or self.ref_row is not None:
-            return []
-        return [self._refeed_last(SIDECAR)]
-
-    def _refeed_last(self, seq: int) -> Feed:
-        toks = self.b.tokens(seq)
-        self.b.truncate(seq, len(toks) - 1)
-        return Feed(seq, [toks[-1]], 0)
-
-    def _refresh_rows(self) -> None:
-        """After a rewind without injection, recompute the next-token rows by re-feeding the
-        last token of each sequence (its logits were overwritten since)."""
-        plant = [self._refeed_last(PLANT)] if self.plant_row is None else []
-        sidecar = self._sidecar_refresh_feed()
-        if not plant and not sidecar:
-            return
-        rows = self.b.forward(plant + sidecar)
-        if plant:
-            self.plant_row = log_softmax(rows[0][-1])
-        if sidecar:
-            self.ref_row = rows[-1][-1].copy()
-
-    def _rebuild_text(self) -> None:
-        self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        self.text = "".join(self.decoder.decode(self.e._pieces[t]) for t in self.answer)
+def _partial_stats(errors: list[float], **stats) -> dict:
+    """Stats of an operation that generates nothing: only the keys it has, plus the errors'."""
+    full = RunStats(**stats).to_dict(errors)
+    return {k: v for k, v in full.items() if k in stats or k in ("mean_error", "max_error", "drift_tokens")}

@@ -6,7 +6,7 @@ Each event is a plain dataclass that turns into one JSON object (``to_json``) an
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Union
 
 from .errors import TraceError
@@ -158,9 +158,11 @@ class Transcript:
         self.done: Done | None = None
         self.failed: Failed | None = None
         self._by_index: dict[int, TokenEvent] = {}
+        self._position: dict[int, int] = {}  # token index -> place in self.tokens
 
     def apply(self, event: Event) -> None:
         if isinstance(event, TokenEvent):
+            self._position[event.index] = len(self.tokens)
             self.tokens.append(event)
             self._by_index[event.index] = event
             self.visible.append(event.index)
@@ -174,13 +176,15 @@ class Transcript:
         elif isinstance(event, RuleHit):
             self.rules.append(event)
         elif isinstance(event, ScoreUpdate):
+            # New TokenEvents, never changed old ones: another Transcript (a history record,
+            # a trace being written) may hold the same events and must keep the old scores.
             for k, i in enumerate(range(event.start, event.start + len(event.logp_ref))):
                 tok = self._by_index.get(i)
                 if tok is not None:
-                    tok.logp_ref = event.logp_ref[k]
-                    tok.error = event.error[k]
-                    tok.divergence = event.divergence[k]
-                    tok.top_ref = event.top_ref[k]
+                    new = replace(tok, logp_ref=event.logp_ref[k], error=event.error[k],
+                                  divergence=event.divergence[k], top_ref=event.top_ref[k])
+                    self._by_index[i] = new
+                    self.tokens[self._position[i]] = new
         elif isinstance(event, Done):
             self.done = event
         elif isinstance(event, Failed):

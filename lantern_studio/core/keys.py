@@ -9,7 +9,14 @@ Private keys live as unencrypted PKCS#8 PEM files in ``<config dir>/keys/<name>.
 
 A key's fingerprint is the first 16 hex digits of the sha256 of its raw 32-byte public
 key. A key made with :meth:`KeyStore.generate` is trusted at once, so packs you sign
-yourself read as *trusted* on your own machine.
+yourself read as *trusted* on your own machine. Names in the trust store are unique:
+trusting a second, different key under a name already in use is refused, so a name
+always means one key (and every signer is shown with its fingerprint as well).
+
+Public keys are checked with :func:`check_public_key` wherever they come in (trusting,
+reading the store, verifying a pack): small-order and non-canonical points, which
+``cryptography`` accepts, are refused. Key files and the trust store are opened only
+if they are regular files, and read only up to a size limit.
 """
 
 from __future__ import annotations
@@ -20,7 +27,6 @@ import hashlib
 import json
 import os
 import re
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,11 +35,16 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from .. import paths
+from .atomic import atomic_write
+from .ed25519_check import public_key_problem
 from .errors import KeyStoreError
+from .regular_files import open_regular, read_bounded
 
 TRUST_STORE_FORMAT = "lantern-trust-store"
 TRUST_STORE_VERSION = 1
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+#: Key and signer names; always used with ``fullmatch`` (``$`` would let a final newline through).
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_FINGERPRINT_RE = re.compile(r"[0-9a-f]{16}")
 _MAX_KEY_FILE = 64 * 1024
 _MAX_TRUST_STORE = 4 * 1024 * 1024
 
@@ -77,10 +88,23 @@ def public_pem(public_key: bytes) -> str:
     return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")
 
 
+def check_public_key(public_key: bytes) -> bytes:
+    """``public_key`` if it is a usable Ed25519 public key, else :class:`KeyStoreError`.
+
+    Refuses non-canonical encodings and small-order points (see :mod:`.ed25519_check`):
+    with those, a forged signature verifies.
+    """
+    problem = public_key_problem(bytes(public_key))
+    if problem is not None:
+        raise KeyStoreError(f"The public key {problem}; it is not a usable Ed25519 key.")
+    return bytes(public_key)
+
+
 def parse_public_key(text: str) -> bytes:
     """Raw public key bytes from a PEM block or base64 of the raw 32 bytes.
 
-    Raises :class:`KeyStoreError` for anything else (an RSA key, a private key, junk).
+    Raises :class:`KeyStoreError` for anything else (an RSA key, a private key, junk,
+    a small-order or non-canonical point).
     """
     text = text.strip()
     if text.startswith("-----BEGIN"):
@@ -92,24 +116,27 @@ def parse_public_key(text: str) -> bytes:
             raise KeyStoreError("The PEM block is not a readable public key.") from None
         if not isinstance(key, Ed25519PublicKey):
             raise KeyStoreError("The public key is not an Ed25519 key.")
-        return raw_public_bytes(key)
+        return check_public_key(raw_public_bytes(key))
     try:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise KeyStoreError("The public key is neither PEM nor base64 of 32 raw bytes.") from None
     if len(raw) != 32:
         raise KeyStoreError(f"The public key decodes to {len(raw)} bytes, not the 32 of an Ed25519 key.")
-    return raw
+    return check_public_key(raw)
 
 
 def load_private_pem(path: Path, *, check_permissions: bool = True) -> Ed25519PrivateKey:
-    """An Ed25519 private key from an unencrypted PEM file; refused if others can read it."""
+    """An Ed25519 private key from an unencrypted PEM file; refused if others can read it.
+
+    Only a regular file (a link to one is followed) is opened, and at most 64 KB read:
+    a FIFO or a device in its place is refused at once instead of hanging.
+    """
     path = Path(path)
     try:
-        st = path.stat()
-        if st.st_size > _MAX_KEY_FILE:
-            raise KeyStoreError(f"The key file {path} is too large to be a key.")
-        data = path.read_bytes()
+        with open_regular(path) as fh:
+            st = os.fstat(fh.fileno())
+            data = read_bounded(fh, _MAX_KEY_FILE, str(path))
     except OSError as exc:
         raise KeyStoreError(f"The key file {path} cannot be read ({exc.strerror or exc}).") from None
     if check_permissions and os.name == "posix" and st.st_mode & 0o077:
@@ -123,22 +150,6 @@ def load_private_pem(path: Path, *, check_permissions: bool = True) -> Ed25519Pr
     if not isinstance(key, Ed25519PrivateKey):
         raise KeyStoreError(f"The key file {path} does not hold an Ed25519 key.")
     return key
-
-
-def write_atomic(path: Path, data: bytes, mode: int = 0o666) -> None:
-    """Write ``data`` to a new file beside ``path`` (created with ``mode``, less the umask), then os.replace."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), mode)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 class KeyStore:
@@ -162,11 +173,19 @@ class KeyStore:
         return self.keys_dir / f"{name}.pem"
 
     def generate(self, name: str = "default") -> KeyInfo:
-        """Make a new Ed25519 key ``name`` (never replacing one) and trust it."""
+        """Make a new Ed25519 key ``name`` (never replacing one) and trust it.
+
+        Both or neither: the trust store is read and the name checked before the key is
+        written, and the key file is removed again if the trust store cannot be written.
+        """
         path = self.key_path(name)
-        if path.exists():
+        if os.path.lexists(path):
             raise KeyStoreError(f"A key named {name!r} already exists at {path}.")
+        keys = self._read_trust()
         key = Ed25519PrivateKey.generate()
+        raw = raw_public_bytes(key)
+        info = KeyInfo(name, fingerprint(raw), _b64(raw))
+        _check_name_free(keys, info)
         pem = key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
@@ -174,14 +193,21 @@ class KeyStore:
             self.keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             if os.name == "posix":
                 os.chmod(self.keys_dir, 0o700)
-            write_atomic(path, pem, mode=0o600)
+            atomic_write(path, pem, mode=0o600)
             if os.name == "posix":
                 os.chmod(path, 0o600)
         except OSError as exc:
             raise KeyStoreError(f"The key {name!r} could not be written to {path} ({exc.strerror or exc}).") from None
-        raw = raw_public_bytes(key)
-        self.trust(raw, name=name)
-        return KeyInfo(name, fingerprint(raw), _b64(raw), path)
+        keys[info.fingerprint] = info
+        try:
+            self._write_trust(keys)
+        except BaseException:
+            try:
+                path.unlink()
+            except OSError:  # the trust-store error is the one to report
+                pass
+            raise
+        return KeyInfo(name, info.fingerprint, info.public_key, path)
 
     def list_keys(self) -> list[KeyInfo]:
         """Your own keys, by name; files that are not readable keys are skipped.
@@ -192,7 +218,7 @@ class KeyStore:
         if not self.keys_dir.is_dir():
             return out
         for path in sorted(self.keys_dir.glob("*.pem")):
-            if not NAME_RE.match(path.stem):
+            if not NAME_RE.fullmatch(path.stem):
                 continue
             try:
                 raw = raw_public_bytes(load_private_pem(path, check_permissions=False))
@@ -228,35 +254,63 @@ class KeyStore:
         return None
 
     def trust(self, public_key: bytes, name: str | None = None) -> KeyInfo:
-        """Add (or rename) a trusted signer; ``name`` defaults to the fingerprint."""
-        if len(public_key) != 32:
-            raise KeyStoreError("An Ed25519 public key has 32 bytes.")
+        """Add (or rename) a trusted signer; ``name`` defaults to the fingerprint.
+
+        Refused: a key that is not a usable Ed25519 public key, and a name that another
+        trusted key already has (or that is another key's fingerprint).
+        """
+        check_public_key(public_key)
         fp = fingerprint(public_key)
         if name is None:
             name = fp
         _check_name(name)
         keys = self._read_trust()
-        keys[fp] = KeyInfo(name, fp, _b64(public_key))
+        info = KeyInfo(name, fp, _b64(public_key))
+        _check_name_free(keys, info)
+        keys[fp] = info
         self._write_trust(keys)
-        return keys[fp]
+        return info
 
-    def untrust(self, fp: str) -> bool:
-        """Remove a signer from the trust store; False if it was not there."""
+    def find_trusted(self, name_or_fingerprint: str) -> KeyInfo:
+        """The trusted signer with this fingerprint (16 hex digits) or name."""
         keys = self._read_trust()
-        if keys.pop(fp, None) is None:
-            return False
+        if name_or_fingerprint in keys:
+            return keys[name_or_fingerprint]
+        named = [k for k in keys.values() if k.name == name_or_fingerprint]
+        if len(named) == 1:
+            return named[0]
+        if named:  # only a hand-edited store can hold this
+            fps = ", ".join(k.fingerprint for k in named)
+            raise KeyStoreError(
+                f"Several trusted keys are named {name_or_fingerprint!r} ({fps}); give the fingerprint."
+            )
+        raise KeyStoreError(f"No trusted key has the name or fingerprint {name_or_fingerprint!r}.")
+
+    def untrust(self, name_or_fingerprint: str) -> KeyInfo | None:
+        """Remove a signer (by fingerprint or name) from the trust store; None if it was not there."""
+        keys = self._read_trust()
+        try:
+            info = self.find_trusted(name_or_fingerprint)
+        except KeyStoreError as exc:
+            if str(exc).startswith("No trusted key"):
+                return None
+            raise
+        del keys[info.fingerprint]
         self._write_trust(keys)
-        return True
+        return info
 
     def _read_trust(self) -> dict[str, KeyInfo]:
         path = self.trust_path
         try:
-            if path.stat().st_size > _MAX_TRUST_STORE:
-                raise KeyStoreError(f"The trust store {path} is too large.")
-            data = json.loads(path.read_bytes().decode("utf-8"))
+            with open_regular(path) as fh:
+                raw_data = read_bounded(fh, _MAX_TRUST_STORE, str(path))
         except FileNotFoundError:
             return {}
-        except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        except OSError as exc:
+            raise KeyStoreError(f"The trust store {path} cannot be read ({exc.strerror or exc}).") from None
+        try:
+            data = json.loads(raw_data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
             raise KeyStoreError(f"The trust store {path} is not readable JSON.") from None
         if (
             not isinstance(data, dict)
@@ -270,11 +324,16 @@ class KeyStore:
         for item in data["keys"]:
             try:
                 raw = base64.b64decode(item["public_key"], validate=True)
-                name = str(item["name"])
+                name = item["name"]
             except (TypeError, KeyError, ValueError, binascii.Error):
                 raise KeyStoreError(f"The trust store {path} has a malformed entry.") from None
+            if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+                raise KeyStoreError(f"The trust store {path} has an entry whose name is not a valid key name.")
             if len(raw) != 32:
                 raise KeyStoreError(f"The trust store {path} has a key that is not 32 bytes.")
+            problem = public_key_problem(raw)
+            if problem is not None:
+                raise KeyStoreError(f"The trust store {path} has a key that {problem}.")
             fp = fingerprint(raw)
             out[fp] = KeyInfo(name, fp, _b64(raw))
         return out
@@ -291,7 +350,7 @@ class KeyStore:
         text = json.dumps(data, indent=2, sort_keys=True) + "\n"
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            write_atomic(self.trust_path, text.encode("utf-8"), mode=0o600)
+            atomic_write(self.trust_path, text.encode("utf-8"), mode=0o600)
         except OSError as exc:
             raise KeyStoreError(
                 f"The trust store {self.trust_path} could not be written ({exc.strerror or exc})."
@@ -299,10 +358,22 @@ class KeyStore:
 
 
 def _check_name(name: str) -> None:
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise KeyStoreError(
             f"Key name {name!r} must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit."
         )
+
+
+def _check_name_free(keys: dict[str, KeyInfo], info: KeyInfo) -> None:
+    """Refuse ``info.name`` if another trusted key has it, or if it is another key's fingerprint."""
+    for other in keys.values():
+        if other.fingerprint != info.fingerprint and other.name == info.name:
+            raise KeyStoreError(
+                f"The name {info.name!r} already belongs to the trusted key {other.fingerprint}; "
+                "choose another name, or run lantern keys untrust first."
+            )
+    if _FINGERPRINT_RE.fullmatch(info.name) and info.name != info.fingerprint:
+        raise KeyStoreError(f"The name {info.name!r} looks like a fingerprint but is not this key's.")
 
 
 def _b64(raw: bytes) -> str:
@@ -310,12 +381,13 @@ def _b64(raw: bytes) -> str:
 
 
 __all__ = [
+    "NAME_RE",
     "KeyInfo",
     "KeyStore",
+    "check_public_key",
     "fingerprint",
     "load_private_pem",
     "parse_public_key",
     "public_pem",
     "raw_public_bytes",
-    "write_atomic",
 ]

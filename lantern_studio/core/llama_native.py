@@ -89,6 +89,26 @@ def quantize_model(src: Path, dst: Path, ftype: str, n_threads: int = 0,
             f"llama.cpp could not convert {Path(src).name} to {ftype}: the file is corrupt, or its architecture or tensor types cannot be requantized.")
 
 
+def apply_chat_template(template: str, messages: Sequence[tuple[str, str]], add_assistant: bool) -> str:
+    """Render messages with llama.cpp's built-in implementation of a chat template (no model
+    needed: a remote backend renders a server's template exactly as the local engine does)."""
+    keep = [(r.encode(), c.encode()) for r, c in messages]
+    arr = (C.llama_chat_message * len(keep))()
+    for i, (role, content) in enumerate(keep):
+        arr[i].role = role
+        arr[i].content = content
+    size = 4096 + sum(len(c) for _, c in keep) * 2
+    for _ in range(2):
+        buf = ctypes.create_string_buffer(size)
+        n = C.llama_chat_apply_template(template.encode(), arr, len(keep), add_assistant, buf, size)
+        if n < 0:
+            raise ModelError("The model's chat template is not supported by llama.cpp.")
+        if n <= size:
+            return buf.raw[:n].decode("utf-8", "replace")
+        size = n + 1
+    raise ModelError("The chat template produced an unexpectedly long prompt.")
+
+
 class LlamaModel:
     """A loaded GGUF model and its vocabulary."""
 
@@ -153,21 +173,7 @@ class LlamaModel:
 
     def apply_chat_template(self, template: str, messages: Sequence[tuple[str, str]], add_assistant: bool) -> str:
         """Render messages with llama.cpp's built-in implementation of the model's template."""
-        keep = [(r.encode(), c.encode()) for r, c in messages]
-        arr = (C.llama_chat_message * len(keep))()
-        for i, (role, content) in enumerate(keep):
-            arr[i].role = role
-            arr[i].content = content
-        size = 4096 + sum(len(c) for _, c in keep) * 2
-        for _ in range(2):
-            buf = ctypes.create_string_buffer(size)
-            n = C.llama_chat_apply_template(template.encode(), arr, len(keep), add_assistant, buf, size)
-            if n < 0:
-                raise ModelError("The model's chat template is not supported by llama.cpp.")
-            if n <= size:
-                return buf.raw[:n].decode("utf-8", "replace")
-            size = n + 1
-        raise ModelError("The chat template produced an unexpectedly long prompt.")
+        return apply_chat_template(template, messages, add_assistant)
 
     def tokenize(self, text: str, add_special: bool = False, parse_special: bool = False) -> list[int]:
         data = text.encode("utf-8")
@@ -195,6 +201,10 @@ class LlamaModel:
 
     def is_eog(self, token: int) -> bool:
         return bool(C.llama_vocab_is_eog(self._vocab, token))
+
+    def is_control(self, token: int) -> bool:
+        """A control token (turn markers, BOS/EOS…): what only a template may write."""
+        return bool(C.llama_vocab_is_control(self._vocab, token))
 
     def add_bos(self) -> bool:
         return bool(C.llama_vocab_get_add_bos(self._vocab))

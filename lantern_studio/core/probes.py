@@ -1,14 +1,19 @@
-"""Probes (DESIGN §5): every probe of a reference, in each mode, greedy and seeded."""
+"""Probes: every probe of a reference, in each mode, greedy and seeded.
+
+A probe passes only if a person would accept the answer: its ``expect``/``forbid`` patterns
+hold, and the answer neither leaks the reference nor is degenerate (``answer_checks``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 
+from .answer_checks import degenerate, leak
 from .engine import Engine
 from .errors import LanternError
 from .events import Transcript
-from .reference import Reference
+from .reference import Probe, Reference, render_reference
 from .settings import MODES, LoopSettings, SamplingSettings, SettingsError
 
 PROBE_SAMPLING = SamplingSettings(temperature=0.0, seed=0, max_tokens=120)
@@ -21,13 +26,45 @@ class ProbeResult:
     prompt: str
     mode: str
     passed: bool
-    failed: str | None  # the failing expectation, or why the run failed
+    failed: str | None  # the first reason it failed: a pattern, a leak, a degenerate answer, the run
     blips: int
     tokens_per_s: float
     answer: str
+    leak: str | None = None  # why the answer reads as a copy of the reference
+    degenerate: str | None = None  # why the answer is not usable (empty, looping, blank runs)
+    pattern_failed: str | None = None  # the failing expect/forbid pattern, whatever the rest
+    tags: tuple[str, ...] = ()
 
     def to_json(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        out["tags"] = list(self.tags)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Everything a probe check found in one answer."""
+
+    pattern_failed: str | None
+    leak: str | None
+    degenerate: str | None
+
+    @property
+    def passed(self) -> bool:
+        return self.pattern_failed is None and self.leak is None and self.degenerate is None
+
+    @property
+    def failed(self) -> str | None:
+        if self.degenerate is not None:
+            return f"degenerate answer: {self.degenerate}"
+        if self.leak is not None:
+            return f"leaks the reference: {self.leak}"
+        return self.pattern_failed
+
+
+def judge(probe: Probe, answer: str, rendered_reference: str) -> Verdict:
+    """The probe's patterns, the leak check and the degenerate check on one answer."""
+    return Verdict(probe.check(answer), leak(answer, rendered_reference, probe.prompt), degenerate(answer))
 
 
 def parse_modes(text: str) -> list[str]:
@@ -46,6 +83,7 @@ def run_probes(engine: Engine, reference: Reference, modes: Iterable[str],
     base = loop or reference.loop
     total = len(reference.probes) * len(modes)
     done = 0
+    rendered = render_reference(reference)
     for i, probe in enumerate(reference.probes, start=1):
         for mode in modes:
             if progress:
@@ -56,19 +94,24 @@ def run_probes(engine: Engine, reference: Reference, modes: Iterable[str],
             stats = tr.done.stats if tr.done else {}
             if stats.get("stop_reason") == "cancelled":
                 return
-            failed = probe.check(tr.answer)
-            yield ProbeResult(reference.slug, i, probe.prompt, mode, failed is None, failed,
-                              len(tr.blips), float(stats.get("tokens_per_s", 0.0)), tr.answer)
+            v = judge(probe, tr.answer, rendered)
+            yield ProbeResult(reference.slug, i, probe.prompt, mode, v.passed, v.failed,
+                              len(tr.blips), float(stats.get("tokens_per_s", 0.0)), tr.answer,
+                              v.leak, v.degenerate, v.pattern_failed, probe.tags)
             done += 1
     if progress:
         progress(done, total, "done")
 
 
 def summarise(results: Iterable[ProbeResult]) -> dict[str, dict[str, int]]:
-    """{mode: {"passed": n, "total": m}} in the order modes first appear."""
+    """{mode: {"passed", "total", "leak", "degenerate", "pattern_passed"}} in the order modes
+    first appear; ``pattern_passed`` counts answers whose patterns hold, whatever else."""
     out: dict[str, dict[str, int]] = {}
     for r in results:
-        row = out.setdefault(r.mode, {"passed": 0, "total": 0})
+        row = out.setdefault(r.mode, {"passed": 0, "total": 0, "leak": 0, "degenerate": 0, "pattern_passed": 0})
         row["total"] += 1
         row["passed"] += int(r.passed)
+        row["leak"] += int(r.leak is not None)
+        row["degenerate"] += int(r.degenerate is not None)
+        row["pattern_passed"] += int(r.pattern_failed is None)
     return out

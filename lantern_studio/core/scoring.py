@@ -46,7 +46,7 @@ def divergence(logp_ref: np.ndarray, logp_plant: np.ndarray) -> float:
 
 def guided(logp_plant: np.ndarray, logp_ref: np.ndarray, gamma: float) -> np.ndarray:
     """``plant + γ·(ref − plant)``; log-probs differ from logits by a constant per row, so
-    the resulting distribution is the one of DESIGN §4 up to normalisation."""
+    the resulting distribution is the guided mix up to normalisation."""
     if gamma == 0.0:
         return logp_plant
     return logp_plant + np.float32(gamma) * (logp_ref - logp_plant)

@@ -11,7 +11,7 @@ from .errors import SettingsError
 MODES = ("none", "prompt", "observe", "blip", "guide")
 REWIND_RE = re.compile(r"^(none|sentence|tokens:(\d+))$")
 BLIP_STYLES = ("system-turn", "inline-note")
-BLIP_CHOICES = ("overlap", "scored")
+BLIP_CHOICES = ("overlap", "scored", "relevant")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +60,25 @@ class LoopSettings:
     gamma_max: float = 3.0
     guide_rewind: bool = False  # guide mode: the controller rewinds drift and redoes it at 2·γ
     chunk: int = 8
+    # Guide mode: only tokens with p_plant ≥ plausibility · max p_plant are eligible (0: all).
+    plausibility: float = 0.1
+    # ... and with p_ref ≥ plausibility_ref · max p_ref (0: no such cut).
+    plausibility_ref: float = 0.0
+    # Closed-loop modes (blip, guide): at most this many reference words in a row (0: off),
+    # no token repeating an n-gram of the answer (0: off), no headings/labels/blank runs.
+    copy_guard: int = 6
+    repeat_guard: int = 8
+    form_guard: bool = True
+    # The model reads the title, Intent, Style and only the ``focus`` rules most relevant to
+    # the question (0: the whole reference).
+    focus: int = 0
+    # Closed-loop modes: nats added to the end of the turn after a finished sentence (0: off).
+    end_bias: float = 0.0
+    # Blip mode: before the first token, remind the plant of the rule most relevant to the
+    # question (when any rule is relevant at all).
+    start_blip: bool = False
+    # prompt and guide modes: a Never detector's match is taken back and written again.
+    rule_rewind: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -70,6 +89,12 @@ class LoopSettings:
         _check_int_range("cooldown", self.cooldown, 0, 100_000)
         _check_int_range("max_blips", self.max_blips, 0, 1000)
         _check_int_range("chunk", self.chunk, 1, 512)
+        _check_range("plausibility", self.plausibility, 0.0, 1.0)
+        _check_range("plausibility_ref", self.plausibility_ref, 0.0, 1.0)
+        _check_int_range("copy_guard", self.copy_guard, 0, 1000)
+        _check_int_range("repeat_guard", self.repeat_guard, 0, 1000)
+        _check_int_range("focus", self.focus, 0, 1000)
+        _check_range("end_bias", self.end_bias, 0.0, 20.0)
         if not isinstance(self.rewind, str) or not REWIND_RE.match(self.rewind):
             raise SettingsError(f"Loop setting 'rewind' must be none, sentence or tokens:N, not {self.rewind!r}.")
         if self.blip_style not in BLIP_STYLES:

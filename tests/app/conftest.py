@@ -76,9 +76,9 @@ def make_window(qtbot, tmp_path):
     before = {id(w) for w in app.topLevelWidgets()}
     made: list[MainWindow] = []
 
-    def make(engine=None, **kwargs) -> MainWindow:
+    def make(engine=None, interactive: bool = False, **kwargs) -> MainWindow:
         settings = QSettings(str(tmp_path / "studio.ini"), QSettings.Format.IniFormat)
-        window = MainWindow(settings=settings, interactive=False, **kwargs)
+        window = MainWindow(settings=settings, interactive=interactive, **kwargs)
         made.append(window)
         window.show()
         qtbot.waitExposed(window)

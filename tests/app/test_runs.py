@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 from PySide6.QtGui import QColor, QTextCursor
 
+from lantern_studio.core.describe import short_text
 from lantern_studio.core.events import Done
 
 pytestmark = pytest.mark.model
@@ -61,7 +61,8 @@ def test_blips_are_chips_and_select_their_source(make_window, engine, paris_file
     assert tr.rules and tr.blips, "the Never rule must fire on 'Paris' in blip mode"
     assert "paris" not in tr.answer.lower()
     text = window.token_view.edit.toPlainText()
-    assert f"⚑ {tr.blips[0].source_id}" in text
+    # The chip shows what the reminder said (issue 13: item ids are engineer's words).
+    assert f"⚑ {short_text(tr.blips[0].text, 40)}" in text
     rewound = sorted(tr.rewound)
     assert rewound
     start, _ = window.token_view._span[rewound[0]]
@@ -83,11 +84,11 @@ def test_stop_ends_the_run_at_once(make_window, engine, paris_file, qtbot):
     window.prompt_bar.prompt.setText("Write a long story about a lighthouse keeper.")
     assert window.run_prompt()
     qtbot.waitUntil(lambda: len(window.token_view.transcript.tokens) > 2, timeout=90000)
-    t0 = time.perf_counter()
     with qtbot.waitSignal(window.session.jobFinished, timeout=5000) as blocker:
         window.act_stop.trigger()
-    assert time.perf_counter() - t0 < 3
+    # How fast Stop is belongs to benchmarks/bench_studio.py (stop_ms), not to an assertion here.
     assert blocker.args[0].end.stats["stop_reason"] == "cancelled"
+    assert len(window.token_view.transcript.tokens) < 2000
     assert window.prompt_bar.run_button.isEnabled()
 
 
@@ -98,13 +99,12 @@ def test_closing_during_a_run_is_clean(make_window, engine, paris_file, qtbot):
     window.prompt_bar.prompt.setText("Write a long story about a lighthouse keeper.")
     assert window.run_prompt()
     qtbot.waitUntil(lambda: len(window.token_view.transcript.tokens) > 1, timeout=90000)
-    t0 = time.perf_counter()
-    window.close()
-    assert time.perf_counter() - t0 < 5
+    window.close()  # its duration is measured in benchmarks/bench_studio.py (close_during_run_ms)
     assert not window.session.busy
-    # the shared engine is free again
-    assert list(engine.run("Hi", None, window.loop_panel.settings.updated(mode="none"),
-                           window.prompt_bar.sampling().__class__(max_tokens=2)))
+    # the shared engine is free again: a new run ends normally (not with Failed)
+    events = list(engine.run("Hi", None, window.loop_panel.settings.updated(mode="none"),
+                             window.prompt_bar.sampling().__class__(max_tokens=2)))
+    assert isinstance(events[-1], Done) and events[-1].stats["stop_reason"] != "cancelled"
 
 
 def test_dragging_the_threshold_changes_the_setting(make_window, qtbot):
@@ -195,10 +195,8 @@ def test_probes_table(make_window, engine, paris_file, qtbot):
     window = make_window(engine)
     window.open_reference(paris_file)
     window.prompt_bar.max_tokens.setValue(30)
-    t0 = time.perf_counter()
     with qtbot.waitSignal(window.session.jobFinished, timeout=60000):
         assert window.run_probes(["none", "blip"])
-    assert time.perf_counter() - t0 < 30
     panel = window.probes_panel
     none, blip = panel.results[(0, "none")], panel.results[(0, "blip")]
     assert not none.passed and blip.passed

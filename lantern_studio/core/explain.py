@@ -1,15 +1,16 @@
-"""Explain (attribution, DESIGN §4) seen from the studio: the worker job and the free functions
-that map its result onto reference lines (margin heat) and answer tokens (click a token)."""
+"""Explain: attribute a finished answer to the reference's items, and place the result on
+reference lines (the editor's margin heat) and on answer characters (click a token)."""
 
 from __future__ import annotations
 
 import bisect
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from lantern_studio.core.events import Done
-from lantern_studio.core.reference import Reference
+from .errors import Cancelled
+from .events import Done
+from .reference import Reference
 
 
 @dataclass
@@ -44,11 +45,20 @@ class Explanation:
         return att.token_item[k], float(att.token_delta[k])  # type: ignore[attr-defined]
 
 
-def explain_events(engine, reference: Reference, prompt: str, answer: str) -> Iterator[object]:
-    """Worker job: attribute ``answer`` to ``reference``'s items; yields an Explanation, then Done."""
-    from lantern_studio.core.attribution import attribute
+def explain_events(engine, reference: Reference, prompt: str, answer: str,
+                   should_stop: Callable[[], bool] | None = None) -> Iterator[object]:
+    """Attribute ``answer`` to ``reference``'s items; yields an Explanation, then Done.
+    ``should_stop`` is asked between batches of items; a stop ends with Done(cancelled)."""
+    from .attribution import attribute
     t0 = time.perf_counter()
-    att = attribute(engine, reference, prompt, answer)
+    if should_stop is not None and should_stop():
+        yield Done({"stop_reason": "cancelled"})
+        return
+    try:
+        att = attribute(engine, reference, prompt, answer, should_stop=should_stop)
+    except Cancelled:
+        yield Done({"stop_reason": "cancelled"})
+        return
     pieces = [engine.piece(t) for t in engine.tokenize_answer(answer)]
     yield Explanation(att, pieces, reference.sha256, prompt, answer)
     yield Done({"stop_reason": "explained", "items": len(att.items), "elapsed_s": time.perf_counter() - t0})

@@ -1,0 +1,265 @@
+"""What each mode does at each step of a generation: one small policy per mode.
+
+A policy answers the questions where modes differ — which token comes next (``choose``),
+what a scored token means (``on_scored``, ``on_rule``), what the loop does when it decides to
+act (``act``), and whether it gets a last say before the turn ends (``at_end_of_turn``).
+``Generation`` carries out the mechanics they share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from .blips import BlipPicker
+from .controller import Controller, Decision
+from .events import BlipEvent, Event, RuleHit, TokenEvent
+from .reference import BlipCandidate
+from .generation import SENTENCE_END, Generation
+from .scoring import guided, log_softmax
+
+NOTE_OPEN = " (Note: "  # how an inline-note blip opens
+
+
+class Policy:
+    """``none`` and ``prompt``: the plant alone (with the reference in its prompt for
+    ``prompt``); the guards act in ``prompt`` mode when they are on."""
+
+    uses_sidecar = False
+    sidecar_drives = False  # True when only the sidecar's distribution picks tokens
+
+    def __init__(self, run: Generation) -> None:
+        self.run = run
+        self.loop = run.loop
+        self.chunk = run.loop.chunk
+        self.late_decision: Decision | None = None  # from a flush: acted on at end of turn
+
+    def choose(self) -> tuple[int, float | None]:
+        run = self.run
+        assert run.next_row is not None
+        return run.sampler.pick(run.guarded(run.next_row)), None
+
+    def opening(self) -> BlipCandidate | None:
+        """A reminder the plant reads before its first token (blip mode only)."""
+        return None
+
+    def on_scored(self, ev: TokenEvent) -> Decision | None:
+        return None
+
+    def on_rule(self, hit: RuleHit) -> Decision | None:
+        return None
+
+    def after_token(self, piece: str) -> None:
+        pass
+
+    def act(self, decision: Decision, hit: RuleHit | None) -> Iterator[Event]:
+        return iter(())
+
+    def at_end_of_turn(self) -> Iterator[Event]:
+        """Events of a last action before the turn ends; returns True if the loop acted."""
+        return False
+        yield  # pragma: no cover - makes this a generator
+
+    def rewound(self, count: int) -> None:
+        pass
+
+
+class PromptPolicy(Policy):
+    """``prompt``: the plant reads the reference (or its focused part) itself. With
+    ``rule_rewind``, a Never detector's match is taken back with its sentence and the token
+    that began it is ruled out there, so the answer is written again without it."""
+
+    def __init__(self, run: Generation) -> None:
+        super().__init__(run)
+        self.controller = Controller(run.loop)
+
+    def on_rule(self, hit: RuleHit) -> Decision | None:
+        return self.controller.detector(hit.source_id, hit.match) if self.loop.rule_rewind else None
+
+    def act(self, decision: Decision, hit: RuleHit | None) -> Iterator[Event]:
+        if hit is None:
+            return
+        yield from self.run.take_back(hit)
+        self.controller.fire()
+
+    def rewound(self, count: int) -> None:
+        self.controller.rewound(count)
+
+
+class ObservePolicy(Policy):
+    """The plant as it is, scored by the sidecar in chunks: measures, never acts."""
+
+    uses_sidecar = True
+
+
+class BlipPolicy(ObservePolicy):
+    """The closed loop of reminders: a PID controller on the error, Never detectors, a
+    rewind, then a blip drawn from the reference injected into the plant's context."""
+
+    def __init__(self, run: Generation) -> None:
+        super().__init__(run)
+        self.controller = Controller(run.loop)
+        self.picker = BlipPicker(run.reference, run.loop) if run.reference is not None else None
+
+    def opening(self) -> BlipCandidate | None:
+        """With ``start_blip``, the rule most relevant to the question: the plant reads it as a
+        reminder before its first token (it counts as a blip)."""
+        if not self.loop.start_blip or self.picker is None or not self.controller.can_fire():
+            return None
+        first = self.picker.opening(self.run.prompt)
+        if first is not None:
+            self._note_injected(first)
+        return first
+
+    def on_scored(self, ev: TokenEvent) -> Decision | None:
+        decision = self.controller.step(ev.error or 0.0)
+        ev.control = self.controller.last_signal
+        return decision
+
+    def on_rule(self, hit: RuleHit) -> Decision | None:
+        return self.controller.detector(hit.source_id, hit.match)
+
+    def rewound(self, count: int) -> None:
+        self.controller.rewound(count)
+
+    def at_end_of_turn(self) -> Iterator[Event]:
+        if self.late_decision is None or self.picker is None:
+            return False
+        decision, self.late_decision = self.late_decision, None
+        yield from self.act(decision, None)
+        return True
+
+    def act(self, decision: Decision, hit: RuleHit | None) -> Iterator[Event]:
+        run = self.run
+        if self.picker is None:
+            return
+        yield from run.flush()
+        self.late_decision = None
+        count = run.rewind_count(hit)
+        preferred = [t for ev in run.answer_events[-self.loop.window:] for t, _ in ev.top_ref[:3]]
+        before = run.text
+        yield from run.rewind(count)
+        rewound_text = before[len(run.text):]
+        candidate = self.picker.choose(run.prompt, run.text, rewound_text, preferred,
+                                       decision.source_id, run.blip_gains)
+        if candidate is None:
+            return
+        self._inject(candidate)
+        yield BlipEvent(index=run.n_emitted, text=candidate.text, source_id=candidate.id,
+                        reason=decision.reason, rewound=count)
+
+    def _inject(self, candidate: BlipCandidate) -> None:
+        self.run.inject(self.run.e.blip_tokens(candidate.text, self.loop.blip_style))
+        self._note_injected(candidate)
+
+    def _note_injected(self, candidate: BlipCandidate) -> None:
+        run = self.run
+        # Reading a rule back is only harmful for prohibitions ("Never mention X." as the
+        # answer); a reminder of a fact the answer should state may well be repeated.
+        text = candidate.text.strip()
+        run.echo = ([run.e.tokenize_answer(text), run.e.tokenize_answer(" " + text)]
+                    if candidate.kind == "never" else [])
+        if self.loop.blip_style == "inline-note":
+            # The note's wrapper read back into the answer is never wanted.
+            for opening in (NOTE_OPEN, NOTE_OPEN.lower(), NOTE_OPEN.upper()):
+                run.echo += [run.e.tokenize_answer(opening.strip()), run.e.tokenize_answer(opening)]
+        run.since_blip = []
+        self.controller.fire()
+        run.n_blips += 1
+
+
+class GuidePolicy(Policy):
+    """Continuous control: sample from ``plant + γ·(ref − plant)`` among the tokens the plant
+    itself finds plausible; γ may follow the controller signal (adaptive); with
+    ``guide_rewind`` the controller takes a drifting sentence back and it is written again
+    at 2·γ, and a rule hit rules out the token that began the forbidden text."""
+
+    uses_sidecar = True
+
+    def __init__(self, run: Generation) -> None:
+        super().__init__(run)
+        loop = self.loop
+        # At exactly γ = 1 the mix is the sidecar's own distribution: the plant is only read
+        # to score, so it runs in chunks (observe's speed) and the sidecar drives.
+        self.sidecar_drives = (loop.gamma == 1.0 and not loop.adaptive_guide and loop.plausibility == 0
+                               and not loop.guide_rewind)
+        self.chunk = loop.chunk if self.sidecar_drives else 1  # else both rows at every token
+        self.controller = Controller(loop)
+        self.boost = False
+
+    def choose(self) -> tuple[int, float | None]:
+        run = self.run
+        if self.sidecar_drives:
+            assert run.next_row is not None
+            ref = run.next_row
+            if self.loop.plausibility_ref > 0:
+                ref = np.where(ref >= ref.max() + np.float32(np.log(self.loop.plausibility_ref)), ref, -np.inf)
+            return run.sampler.pick(run.guarded(ref)), 1.0
+        assert run.next_row is not None and run.held_row is not None
+        plant_row = run.next_row
+        gamma = self.controller.guide_gamma() if self.loop.adaptive_guide else self.loop.gamma
+        if self.boost:
+            gamma *= 2.0
+        ref = log_softmax(run.held_row)
+        scores = guided(plant_row, ref, gamma)
+        if self.loop.plausibility_ref > 0:
+            # The same cut on the sidecar's side: only what the reference-reading model itself
+            # finds plausible, so the contrast re-ranks its candidates instead of inventing.
+            cut = ref.max() + np.float32(np.log(self.loop.plausibility_ref))
+            scores = np.where(ref >= cut, scores, -np.inf)
+        banned = run.banned_ids()
+        if self.loop.plausibility > 0:
+            # Contrastive decoding's plausibility constraint: extrapolating away from the plant
+            # must not pick tokens the plant itself finds implausible, which is how guidance
+            # ends up reciting the sidecar's context. The cut is taken among the tokens still
+            # allowed, so a ban never leaves nothing plausible.
+            plant = plant_row.copy()
+            plant[banned] = -np.inf
+            top = plant.max()
+            if np.isfinite(top):
+                scores = np.where(plant >= top + np.float32(np.log(self.loop.plausibility)), scores, -np.inf)
+        return run.sampler.pick(run.guarded(scores, banned)), gamma
+
+    def on_scored(self, ev: TokenEvent) -> Decision | None:
+        if self.loop.guide_rewind:
+            return self.controller.step(ev.error or 0.0)
+        if self.loop.adaptive_guide:
+            self.controller.signal(ev.error or 0.0)
+        return None
+
+    def on_rule(self, hit: RuleHit) -> Decision | None:
+        acts = self.loop.guide_rewind or self.loop.rule_rewind
+        return self.controller.detector(hit.source_id, hit.match) if acts else None
+
+    def after_token(self, piece: str) -> None:
+        if self.boost and SENTENCE_END.search(piece + " "):
+            self.boost = False
+
+    def rewound(self, count: int) -> None:
+        self.controller.rewound(count)
+
+    def at_end_of_turn(self) -> Iterator[Event]:
+        if self.late_decision is None:
+            return False
+        self.late_decision = None
+        yield from self.act(Decision(0.0, "end of turn"), None)
+        return True
+
+    def act(self, decision: Decision, hit: RuleHit | None) -> Iterator[Event]:
+        """Take the drifting sentence back and write it again (at 2·γ with guide_rewind)."""
+        self.late_decision = None
+        if not (yield from self.run.take_back(hit)):
+            return
+        self.controller.fire()
+        self.boost = self.loop.guide_rewind
+
+
+_POLICIES = {"none": Policy, "prompt": PromptPolicy, "observe": ObservePolicy, "blip": BlipPolicy, "guide": GuidePolicy}
+
+
+def policy_for(run: Generation) -> Policy:
+    return _POLICIES[run.mode](run)
+
+
+__all__ = ["Policy", "PromptPolicy", "ObservePolicy", "BlipPolicy", "GuidePolicy", "policy_for", "NOTE_OPEN"]
