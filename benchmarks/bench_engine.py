@@ -1,6 +1,8 @@
 """Engine benchmarks, reported as ratios measured in one run (never as timed tests).
 
-    .venv/bin/python benchmarks/bench_engine.py [--json] [--threads N]
+    .venv/bin/python -m benchmarks.bench_engine [--json] [--threads N] [--model NAME|PATH]
+
+(from the repository root; the package must be importable: installed, or PYTHONPATH=.)
 
 - steered throughput vs plain greedy decode (observe, chunk-1, blip, guide): `lantern bench`,
   with the shipped otc-analgesics reference and with an empty one
@@ -16,28 +18,26 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from lantern_studio.bench import run_bench
+from lantern_studio.core.attribution import attribute, item_spans
+from lantern_studio.core.backend import FIRST_SCRATCH, SIDECAR, Feed
+from lantern_studio.core.engine import Engine
+from lantern_studio.core.events import Transcript
+from lantern_studio.core.reference import empty_reference, load_reference
+from lantern_studio.core.settings import EngineSettings, LoopSettings, SamplingSettings
+from lantern_studio.paths import references_dir
 
-from lantern_studio.bench import run_bench  # noqa: E402
-from lantern_studio.core.attribution import attribute, item_spans  # noqa: E402
-from lantern_studio.core.backend import FIRST_SCRATCH, SIDECAR, Feed  # noqa: E402
-from lantern_studio.core.engine import Engine  # noqa: E402
-from lantern_studio.core.events import Transcript  # noqa: E402
-from lantern_studio.core.reference import empty_reference, load_reference  # noqa: E402
-from lantern_studio.core.settings import EngineSettings, LoopSettings, SamplingSettings  # noqa: E402
-
-REFERENCE = REPO / "references" / "otc-analgesics.md"
+REFERENCE = references_dir() / "otc-analgesics.md"
 PROMPT = "How much paracetamol can I take for a headache?"
 
 
-def run_rss_mb() -> float:
+def run_rss_mb(model: str | None) -> float:
     """Peak RSS of a `lantern run` child process (observe mode, 120 tokens)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     subprocess.run([sys.executable, "-m", "lantern_studio.cli", "run", "--reference", str(REFERENCE),
-                    "--prompt", PROMPT, "--mode", "observe", "--max-tokens", "120"],
+                    "--prompt", PROMPT, "--mode", "observe", "--max-tokens", "120",
+                    *(["--model", model] if model else [])],
                    check=True, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
     after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return max(before, after) / 1024
@@ -81,8 +81,9 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--model", default=None, help="a built-in name (smollm2, smollm2:original) or a GGUF path")
     args = ap.parse_args()
-    engine = Engine.load(None, EngineSettings(n_threads=args.threads))
+    engine = Engine.load(args.model, EngineSettings(n_threads=args.threads))
     out = run_bench(engine, load_reference(REFERENCE), tokens=128, repeats=args.repeats,
                     progress=lambda m: print(f"bench: {m}", file=sys.stderr))
     # The same runs with an empty reference: the sidecar then holds only the conversation,
@@ -95,7 +96,7 @@ def main() -> int:
                                                     "chunk1_decode_ratio") if k in floor}
     out["attribution"] = attribution_ratio(engine)
     engine.close()
-    out["lantern_run_max_rss_mb"] = round(run_rss_mb(), 1)
+    out["lantern_run_max_rss_mb"] = round(run_rss_mb(args.model), 1)
     print(json.dumps(out, indent=2) if args.json else "\n".join(f"{k}: {v}" for k, v in out.items()))
     return 0
 

@@ -36,6 +36,20 @@ def plain_decode(engine: Engine, prompt: str, n_tokens: int) -> tuple[float, flo
     return n_tokens / (time.perf_counter() - t0), _decode_seconds(engine) - d0
 
 
+def _model_file(engine: Engine) -> dict:
+    """Which file and weight format was measured (formats of one model share its name)."""
+    from .core.gguf import GGUFError, read_header
+
+    path = getattr(engine.backend, "model_path", None)
+    if path is None:
+        return {}
+    try:
+        weight = read_header(path).weight_type()
+    except (OSError, GGUFError):
+        weight = None
+    return {"model_file": str(path), "weight_type": weight}
+
+
 def _decode_seconds(engine: Engine) -> float:
     return float(getattr(engine.backend, "decode_seconds", 0.0))
 
@@ -84,7 +98,7 @@ def run_bench(engine: Engine, reference: Reference | None, tokens: int = 128, re
             if base_decode > 0 and stats.get("decode_s", 0) > 0:
                 # Both sides per emitted token, counting llama_decode alone.
                 decode_ratio[name].append((base_decode / n) / (stats["decode_s"] / int(stats["emitted"])))
-    out = {"model": engine.model_name, "tokens": n, "repeats": repeats,
+    out = {"model": engine.model_name, **_model_file(engine), "tokens": n, "repeats": repeats,
            "threads": getattr(engine.backend, "n_threads", None),
            # The sidecar attends over its whole prompt, so the ratios fall as the reference grows.
            "sidecar_prompt_tokens": sidecar_prompt,

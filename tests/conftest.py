@@ -14,11 +14,12 @@ REFERENCES = REPO / "references"
 
 
 def _default_model_path() -> Path:
-    from lantern_studio.core.models import installed_path, is_installed
+    """The file `smollm2` loads: the pulled original, or the fast copy if the pull chose it."""
+    from lantern_studio.core.models import default_path, is_installed
 
     if not is_installed("smollm2"):
         pytest.skip("the default model is not installed; `make test` pulls it first")
-    return installed_path("smollm2")
+    return default_path("smollm2")
 
 
 @pytest.fixture(scope="session")

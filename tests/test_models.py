@@ -6,6 +6,8 @@ No network: ``_pip_download`` is replaced by a function that writes real wheel z
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import re
 import zipfile
 from collections import namedtuple
@@ -22,6 +24,26 @@ from lantern_studio.core.models import (
     list_models,
     resolve_model,
 )
+
+
+from lantern_studio.core import model_sources  # noqa: E402
+
+REAL_USUAL_PLACES = model_sources.usual_places
+
+
+@pytest.fixture(autouse=True)
+def no_external_models(tmp_path, monkeypatch):
+    """The GGUFs of LM Studio, Ollama… on this machine must not leak into these tests."""
+    from lantern_studio.core import model_sources
+
+    monkeypatch.setattr(model_sources, "usual_places", lambda: [])
+
+
+@pytest.fixture(scope="module")
+def original(model_path) -> Path:
+    """The pulled Q4_1 file (``model_path`` is the file ``smollm2`` loads: maybe its fast copy).
+    Module-scoped, so it is found before a test moves the models dir."""
+    return models.installed_path("smollm2")
 
 
 @pytest.fixture
@@ -87,10 +109,10 @@ def test_check_gguf_accepts_the_real_model(model_path):
     check_gguf(model_path)
 
 
-def test_installed_default_model_matches_the_pinned_checksum(model_path):
+def test_installed_default_model_matches_the_pinned_checksum(original):
     pinned = models.BUILTINS["smollm2"]
-    assert model_path.stat().st_size == pinned.size
-    assert models.sha256_file(model_path) == pinned.sha256
+    assert original.stat().st_size == pinned.size
+    assert models.sha256_file(original) == pinned.sha256
 
 
 def test_resolve_builtin_that_is_not_installed_says_how_to_pull(models_dir):
@@ -307,9 +329,9 @@ def test_pip_failures_become_one_sentence(monkeypatch, tmp_path):
 
 # -- list_models ----------------------------------------------------------------------------
 
-def test_list_models_marks_installed_and_available_and_finds_local_files(models_dir, model_path):
+def test_list_models_marks_installed_and_available_and_finds_local_files(original, models_dir):
     smollm2 = models.BUILTINS["smollm2"]
-    (models_dir / smollm2.filename).symlink_to(model_path)
+    (models_dir / smollm2.filename).symlink_to(original)
     (models_dir / "my-finetune.gguf").write_bytes(fake_gguf(512))
     (models_dir / "readme.txt").write_text("not a model")
     rows = {r["name"]: r for r in list_models()}
@@ -347,3 +369,174 @@ def test_builtins_are_pinned_consistently():
         assert all("==" in p for p in m.packages)  # exact versions: the sha256 pins one file
     assert models.DEFAULT_MODEL in models.BUILTINS
     assert len(models.BUILTINS["gemma3-270m"].packages) == 4
+
+
+# -- list_models on a hostile models dir (issue 12, item 9) ----------------------------------
+
+def test_list_models_survives_broken_entries(models_dir, monkeypatch):
+    (models_dir / "dangling.gguf").symlink_to(models_dir / "gone.gguf")
+    (models_dir / "loop-a.gguf").symlink_to(models_dir / "loop-b.gguf")
+    (models_dir / "loop-b.gguf").symlink_to(models_dir / "loop-a.gguf")
+    (models_dir / "folder.gguf").mkdir()
+    os.mkfifo(models_dir / "pipe.gguf")
+    (models_dir / "zero.gguf").symlink_to("/dev/zero")
+    (models_dir / "good.gguf").write_bytes(fake_gguf(512))
+    (models_dir / "secret.gguf").write_bytes(fake_gguf(256))
+    real_open = os.open
+
+    def deny(path, *args, **kwargs):  # root reads everything, so "unreadable" is simulated
+        if str(path).endswith("secret.gguf"):
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", deny)
+    rows = {r["name"]: r for r in list_models()}
+    assert set(rows) == {"smollm2", "gemma3-270m", "good", "secret"}
+    assert rows["secret"]["kind"] == "unknown" and "Permission denied" in rows["secret"]["kind_reason"]
+    assert rows["good"]["kind"] == "unknown" and rows["good"]["size"] == 512  # fake_gguf is not parseable
+
+
+def test_models_list_cli_with_broken_entries(models_dir, capsys):
+    from lantern_studio.cli import main
+
+    (models_dir / "dangling.gguf").symlink_to(models_dir / "gone.gguf")
+    (models_dir / "loop.gguf").symlink_to(models_dir / "loop.gguf")
+    (models_dir / "x.gguf").mkdir()
+    assert main(["models", "list"]) == 0
+    assert main(["models", "list", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "smollm2" in out and "dangling" not in out and "loop" not in out
+
+
+def test_resolve_a_dangling_link_or_a_directory_is_one_sentence(models_dir):
+    (models_dir / "dangling.gguf").symlink_to(models_dir / "gone.gguf")
+    with pytest.raises(ModelError) as info:
+        resolve_model(str(models_dir / "dangling.gguf"))
+    one_sentence(info.value, "does not exist")
+    (models_dir / "loop.gguf").symlink_to(models_dir / "loop.gguf")
+    with pytest.raises(ModelError) as info:
+        resolve_model(str(models_dir / "loop.gguf"))
+    one_sentence(info.value, "loop.gguf")
+
+
+def test_list_models_describes_the_real_model_and_names_what_it_uses(original, models_dir):
+    (models_dir / models.BUILTINS["smollm2"].filename).symlink_to(original)
+    row = next(r for r in list_models() if r["name"] == "smollm2")
+    assert row["kind"] == "instruct" and row["weight_type"] == "Q4_1" and row["source"] == "built-in"
+    assert row["uses"] == str(models_dir / models.BUILTINS["smollm2"].filename)
+    assert row["uses_reason"] == "the file as pulled"  # no fast copy prepared here
+
+
+# -- GGUFs other tools keep --------------------------------------------------------------------
+
+def real_header_bytes(original, n: int = 4 << 20) -> bytes:
+    """The first bytes of the real (pulled) model: a parseable header (metadata and tensors)."""
+    with open(original, "rb") as fh:
+        return fh.read(n)
+
+
+def make_places(root: Path, gguf: bytes) -> list[tuple[str, Path]]:
+    lm = root / "lmstudio" / "models" / "bartowski" / "Tiny-GGUF"
+    lm.mkdir(parents=True)
+    (lm / "tiny-Q4_K_M.gguf").write_bytes(gguf)
+    (lm / "big-00002-of-00002.gguf").write_bytes(gguf)  # not the first shard: not listed
+    (lm / "big-00001-of-00002.gguf").write_bytes(gguf)
+    (lm / "README.md").write_text("hi")
+    (lm / "broken.gguf").symlink_to(lm / "nowhere.gguf")
+    (root / "lmstudio" / "models" / "self").symlink_to(root / "lmstudio" / "models")  # a directory loop
+
+    llama = root / "llama.cpp"
+    llama.mkdir()
+    (llama / "org_repo_model-q8_0.gguf").write_bytes(gguf)
+
+    hf = root / "hf" / "hub" / "models--org--Tiny-GGUF"
+    (hf / "blobs").mkdir(parents=True)
+    (hf / "blobs" / "abc123").write_bytes(gguf)
+    snap = hf / "snapshots" / "0123abcd"
+    snap.mkdir(parents=True)
+    (snap / "tiny.Q4_0.gguf").symlink_to(hf / "blobs" / "abc123")
+    (snap / "again.gguf").symlink_to(hf / "blobs" / "abc123")  # the same file twice: listed once
+
+    ollama = root / "ollama"
+    blobs = ollama / "blobs"
+    blobs.mkdir(parents=True)
+    model_digest, license_digest, missing = ("a" * 64, "b" * 64, "c" * 64)
+    (blobs / f"sha256-{model_digest}").write_bytes(gguf)
+    (blobs / f"sha256-{license_digest}").write_text("MIT License")
+    man = ollama / "manifests" / "registry.ollama.ai" / "library" / "tinyllama"
+    man.mkdir(parents=True)
+    layer = "application/vnd.ollama.image.model"
+    (man / "latest").write_text(json.dumps({"layers": [
+        {"mediaType": "application/vnd.ollama.image.license", "digest": f"sha256:{license_digest}"},
+        {"mediaType": layer, "digest": f"sha256:{model_digest}"}]}))
+    (man / "gone").write_text(json.dumps({"layers": [{"mediaType": layer, "digest": f"sha256:{missing}"}]}))
+    (man / "text").write_text(json.dumps({"layers": [{"mediaType": layer, "digest": f"sha256:{license_digest}"}]}))
+    (man / "junk").write_text("{not json")
+    (man / "deep").write_text("[" * 100_000)
+    return [("LM Studio", root / "lmstudio" / "models"), ("LM Studio", root / "absent"),
+            ("llama.cpp cache", llama), ("Hugging Face cache", root / "hf" / "hub"), ("Ollama", ollama)]
+
+
+def test_local_models_are_found_in_the_usual_places_without_copying(original, tmp_path, models_dir, monkeypatch):
+    from lantern_studio.core import model_sources
+
+    places = make_places(tmp_path / "home", real_header_bytes(original))
+    monkeypatch.setattr(model_sources, "usual_places", lambda: places)
+    before = sorted(p.name for p in models_dir.iterdir())
+    rows = [r for r in list_models() if not r["builtin"]]
+    found = {(r["source"], r["name"]) for r in rows}
+    assert found == {
+        ("LM Studio", "tiny-Q4_K_M"), ("LM Studio", "big-00001-of-00002"),
+        ("llama.cpp cache", "org_repo_model-q8_0"),
+        ("Hugging Face cache", "org/Tiny-GGUF/again"),
+        ("Ollama", "tinyllama:latest"),
+    }
+    assert all(r["kind"] == "instruct" and r["weight_type"] == "Q4_1" for r in rows)
+    ollama = next(r for r in rows if r["source"] == "Ollama")
+    assert ollama["path"].endswith("sha256-" + "a" * 64)
+    assert sorted(p.name for p in models_dir.iterdir()) == before  # nothing copied
+
+
+def test_usual_places_follow_home_and_the_tools_variables(tmp_path, monkeypatch):
+    from lantern_studio.core import model_sources
+
+    for var in ("LLAMA_CACHE", "HF_HUB_CACHE", "HF_HOME", "OLLAMA_MODELS", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    places = dict((str(p), src) for src, p in REAL_USUAL_PLACES())
+    assert places[str(tmp_path / ".lmstudio" / "models")] == "LM Studio"
+    assert places[str(tmp_path / ".cache" / "huggingface" / "hub")] == "Hugging Face cache"
+    assert places[str(tmp_path / ".ollama" / "models")] == "Ollama"
+    monkeypatch.setenv("OLLAMA_MODELS", str(tmp_path / "o"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "h"))
+    places = dict((str(p), src) for src, p in REAL_USUAL_PLACES())
+    assert places[str(tmp_path / "o")] == "Ollama" and places[str(tmp_path / "h")] == "Hugging Face cache"
+
+
+# -- resolving built-ins with a fast copy -------------------------------------------------------
+
+def test_resolve_names_the_chosen_file_and_either_on_request(original, models_dir):
+    smollm2 = models.BUILTINS["smollm2"]
+    pulled = original
+    original = models_dir / smollm2.filename
+    original.symlink_to(pulled)
+    copy = models.copy_path("smollm2", "Q4_0")
+    copy.write_bytes(fake_gguf(4096))
+    assert resolve_model("smollm2") == original  # no record yet: the original
+    with pytest.raises(ModelError) as info:
+        resolve_model("smollm2:Q4_0")
+    one_sentence(info.value, "lantern models prepare smollm2")
+    record = {"original": {"file": smollm2.filename, "sha256": smollm2.sha256},
+              "copies": {"Q4_0": {"file": copy.name, "size": 4096, "made_from_sha256": smollm2.sha256}},
+              "chosen": "Q4_0", "reason": "measured faster"}
+    models.write_manifest("smollm2", record)
+    assert resolve_model("smollm2") == copy and resolve_model(None) == copy
+    assert resolve_model("smollm2:original") == original
+    assert resolve_model("smollm2:q4_0") == copy
+    assert models.chosen_file("smollm2") == (copy, "measured faster")
+    copy.write_bytes(fake_gguf(100))  # damaged: the name falls back to the original
+    path, why = models.chosen_file("smollm2")
+    assert path == original and "lantern models prepare smollm2" in why
+    models.manifest_path("smollm2").write_text("{broken")
+    assert resolve_model("smollm2") == original
+    assert not list(models_dir.glob(".*.tmp"))

@@ -31,7 +31,8 @@ def bench_command(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result)
         return 0
-    print(f"model {result['model']}, {result['tokens']} tokens, {result['threads']} threads, "
+    fmt = f" ({result['weight_type']})" if result.get("weight_type") else ""
+    print(f"model {result['model']}{fmt}, {result['tokens']} tokens, {result['threads']} threads, "
           f"sidecar prompt {result['sidecar_prompt_tokens']} tokens, {result['repeats']} rounds")
     print(f"plain greedy     {result['plain_tok_s']:8.1f} tok/s")
     for name in ("observe", "chunk1", "blip", "guide"):

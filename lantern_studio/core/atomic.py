@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -30,4 +32,28 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str, mode: int = 0o
         raise
 
 
-__all__ = ["atomic_write"]
+@contextmanager
+def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """For a file another writer produces (llama.cpp's quantizer, a download): yields a
+    temporary path beside ``path`` (same name pattern as ``atomic_write``); when the block
+    ends without an error the file there is flushed to disk and renamed over ``path``;
+    otherwise it is removed and ``path`` is untouched."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise
+
+
+__all__ = ["atomic_write", "atomic_output"]

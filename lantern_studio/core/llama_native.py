@@ -18,6 +18,7 @@ from .errors import Cancelled, ContextOverflow, LanternError, ModelError
 
 _backend_lock = threading.Lock()
 _backend_ready = False
+_log_lock = threading.Lock()
 
 
 @C.llama_log_callback
@@ -33,6 +34,59 @@ def _ensure_backend() -> None:
             C.llama_log_set(_quiet_log, ctypes.c_void_p(0))
             C.llama_backend_init()
             _backend_ready = True
+
+
+# llama_ftype values of the formats a model can be requantized to.
+QUANT_FTYPES: dict[str, int] = {
+    "Q4_0": C.LLAMA_FTYPE_MOSTLY_Q4_0,
+    "Q4_1": C.LLAMA_FTYPE_MOSTLY_Q4_1,
+    "Q5_0": C.LLAMA_FTYPE_MOSTLY_Q5_0,
+    "Q5_1": C.LLAMA_FTYPE_MOSTLY_Q5_1,
+    "Q8_0": C.LLAMA_FTYPE_MOSTLY_Q8_0,
+    "Q4_K_M": C.LLAMA_FTYPE_MOSTLY_Q4_K_M,
+    "Q5_K_M": C.LLAMA_FTYPE_MOSTLY_Q5_K_M,
+    "Q6_K": C.LLAMA_FTYPE_MOSTLY_Q6_K,
+    "IQ4_NL": C.LLAMA_FTYPE_MOSTLY_IQ4_NL,
+}
+
+
+def quantize_model(src: Path, dst: Path, ftype: str, n_threads: int = 0,
+                   log: Callable[[str], None] | None = None) -> None:
+    """Write ``src`` requantized to ``ftype`` at ``dst`` with llama.cpp's own quantizer
+    (``allow_requantize``: already-quantized tensors are dequantized and quantized again;
+    the token embedding and output tensors get the types llama.cpp picks for ``ftype``).
+
+    Blocks until done; llama.cpp offers no progress callback or cancel, but it logs one
+    line per tensor, which ``log`` receives (the log hook is global, so quantizing and
+    loading a model at the same time in one process would mix their logs). The caller
+    writes to a temporary path and renames it (see ``core.fastcopy``).
+    """
+    if ftype not in QUANT_FTYPES:
+        raise ModelError(f"Unknown target format {ftype!r} (choose from {', '.join(QUANT_FTYPES)}).")
+    _ensure_backend()
+    params = C.llama_model_quantize_default_params()
+    params.ftype = QUANT_FTYPES[ftype]
+    params.allow_requantize = True
+    params.nthread = n_threads
+    with _log_lock:
+        hook = None
+        if log is not None:
+            def _log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+                try:
+                    log(text.decode("utf-8", "replace"))
+                except Exception:  # a failing callback must not unwind through native code
+                    pass
+
+            hook = C.llama_log_callback(_log)
+            C.llama_log_set(hook, ctypes.c_void_p(0))
+        try:
+            rc = C.llama_model_quantize(str(src).encode("utf-8"), str(dst).encode("utf-8"), ctypes.byref(params))
+        finally:
+            if hook is not None:
+                C.llama_log_set(_quiet_log, ctypes.c_void_p(0))
+    if rc != 0:
+        raise ModelError(
+            f"llama.cpp could not convert {Path(src).name} to {ftype}: the file is corrupt, or its architecture or tensor types cannot be requantized.")
 
 
 def apply_chat_template(template: str, messages: Sequence[tuple[str, str]], add_assistant: bool) -> str:
