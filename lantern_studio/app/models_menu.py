@@ -10,8 +10,13 @@ from pathlib import Path
 from PySide6.QtGui import QAction, QActionGroup
 from PySide6.QtWidgets import QMenu, QWidget
 
-from lantern_studio.core.models import list_models
+from lantern_studio.core.errors import LanternError
+from lantern_studio.core.fastcopy import needs_fast_copy
+from lantern_studio.core.models import list_models, resolve_model
 from lantern_studio.paths import models_dir
+
+from .connect_dialog import add_connect_action
+from .fast_copy import offer_fast_copy
 
 SOURCE_NAMES = {"lmstudio": "LM Studio", "lm-studio": "LM Studio", "llama.cpp": "llama.cpp", "llamacpp": "llama.cpp",
                 "huggingface": "Hugging Face", "hf": "Hugging Face", "ollama": "Ollama"}
@@ -87,6 +92,26 @@ class ModelsMenu(QMenu):
                     act.setText(f"{act.text()} · {source}")
         self.addSeparator()
         self.addAction(self.act_open)
+        add_connect_action(self, lambda url: self._load(url))
+        self._fast_copy_action(current)
+
+    def _fast_copy_action(self, current) -> None:
+        """Offer a copy of the current model in a format this CPU multiplies in batches, when
+        its own format has no such kernel here (Q4_1, Q5_0, …)."""
+        act = self.addAction("Make a fast copy for this machine…")
+        path = _local_path(current)
+        weight = needs_fast_copy(path) if path is not None else None
+        act.setEnabled(weight is not None)
+        act.setStatusTip(f"The current model's {weight} weights have no batched kernel on this CPU: "
+                         "make a requantized copy beside it (the original stays)" if weight else
+                         "The current model already runs in a format this CPU batches well")
+
+        def make() -> None:
+            made = offer_fast_copy(self.window(), path) if path is not None else None
+            if made is not None:
+                self._load(made)
+
+        act.triggered.connect(lambda _checked=False: make())
 
     def _model_action(self, row: dict, group: QActionGroup, current) -> QAction:
         act = self.addAction(model_label(row))
@@ -103,3 +128,13 @@ class ModelsMenu(QMenu):
 
     def model_actions(self) -> list[QAction]:
         return [a for a in self.actions() if a.isCheckable()]
+
+
+def _local_path(current: object) -> Path | None:
+    """The file behind the current model (a built-in name or a path), None for a server."""
+    if not current or (isinstance(current, str) and "://" in current):
+        return None
+    try:
+        return resolve_model(current if isinstance(current, (str, Path)) else str(current))
+    except LanternError:
+        return None
