@@ -12,7 +12,7 @@ import numpy as np
 
 from .core.backend import PLANT, Feed
 from .core.engine import Engine
-from .core.events import Transcript
+from .core.run_job import collect
 from .core.reference import Reference
 from .core.settings import LoopSettings, SamplingSettings
 
@@ -57,10 +57,10 @@ def _decode_seconds(engine: Engine) -> float:
 def steered(engine: Engine, reference: Reference | None, loop: LoopSettings, prompt: str,
             n_tokens: int) -> dict:
     """One run's Done stats (tokens_per_s, emitted, sidecar_prompt_tokens, decode_s, …)."""
-    tr = Transcript().extend(engine.run(prompt, reference, loop, SamplingSettings(max_tokens=n_tokens)))
-    if tr.failed is not None or tr.done is None:
-        raise RuntimeError(tr.failed.message if tr.failed else "the run did not finish")
-    return tr.done.stats
+    result = collect(engine.run(prompt, reference, loop, SamplingSettings(max_tokens=n_tokens)))
+    if result.failed is not None or result.transcript.done is None:
+        raise RuntimeError(result.failed or "the run did not finish")
+    return result.stats.to_dict()
 
 
 def run_bench(engine: Engine, reference: Reference | None, tokens: int = 128, repeats: int = 5,
@@ -71,12 +71,15 @@ def run_bench(engine: Engine, reference: Reference | None, tokens: int = 128, re
     of medians taken minutes apart."""
     say = progress or (lambda _m: None)
     variants: dict[str, LoopSettings] = {
+        # what a new user gets (LoopSettings()), whatever its mode
+        "default": LoopSettings(),
         "observe": LoopSettings(mode="observe"),
         "chunk1": LoopSettings(mode="observe", chunk=1),
     }
     if extra_modes:
         variants["blip"] = (reference.loop if reference else LoopSettings()).updated(mode="blip")
-        variants["guide"] = LoopSettings(mode="guide", gamma=1.5)
+        # guidance away from γ = 1 needs both distributions at every token
+        variants["guide"] = LoopSettings(mode="guide", gamma=1.5, gamma_min=0.0, gamma_max=0.0)
     # A first observe run pages the weights in and sets the token count (a run may end its
     # turn before ``tokens``).
     first = steered(engine, reference, variants["observe"], BENCH_PROMPT, tokens)

@@ -388,7 +388,7 @@ def test_bench_json(lantern):
     for key in ("plain_tok_s", "observe_tok_s", "observe_ratio", "chunk1_tok_s", "chunk1_ratio"):
         assert isinstance(data[key], (int, float)) and data[key] > 0, key
     assert isinstance(data["threads"], int) and data["threads"] >= 1
-    for name in ("observe", "chunk1", "blip", "guide"):
+    for name in ("default", "observe", "chunk1", "blip", "guide"):
         lo, hi = data[f"{name}_ratio_range"]
         assert 0 < lo <= data[f"{name}_ratio"] <= hi, name
         # Scoring costs decode time: a steered token is never cheaper than a plain one.

@@ -35,7 +35,7 @@ def bench_command(args: argparse.Namespace) -> int:
     print(f"model {result['model']}{fmt}, {result['tokens']} tokens, {result['threads']} threads, "
           f"sidecar prompt {result['sidecar_prompt_tokens']} tokens, {result['repeats']} rounds")
     print(f"plain greedy     {result['plain_tok_s']:8.1f} tok/s")
-    for name in ("observe", "chunk1", "blip", "guide"):
+    for name in ("default", "observe", "chunk1", "blip", "guide"):
         if f"{name}_tok_s" in result:
             lo, hi = result[f"{name}_ratio_range"]
             decode = result.get(f"{name}_decode_ratio")
