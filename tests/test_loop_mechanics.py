@@ -132,7 +132,7 @@ def test_a_rule_hit_comes_after_the_token_it_names(engine):
 
 
 def test_adaptive_gamma_follows_the_control_law(engine, conflict_reference):
-    loop = LoopSettings(mode="guide", gamma_min=1.0, gamma_max=3.0, threshold=2.0)
+    loop = LoopSettings(mode="guide", gamma_min=1.0, gamma_max=3.0, threshold=2.0, rule_rewind=False)
     tr = Transcript().extend(engine.run(CAPITAL, conflict_reference, loop, SHORT))
     # the only rewind allowed is the last one: trimming at the limit or at the repetition stop
     assert not tr.rewinds or tr.done.stats["stop_reason"] in ("max_tokens", "repetition")
@@ -289,7 +289,7 @@ def test_at_the_token_limit_a_guarded_mode_trims_the_unfinished_sentence(engine,
 def test_start_blip_reminds_the_plant_before_the_first_token(engine):
     tea = parse_reference(TEA)
     prompt = "How long should I steep green tea?"
-    loop = LoopSettings(mode="blip", start_blip=True, max_blips=1, threshold=0.1, cooldown=0)
+    loop = LoopSettings(mode="blip", start_blip=True, focus=1, max_blips=1, threshold=0.1, cooldown=0)
     events = list(engine.run(prompt, tea, loop, SHORT))
     first = events[0]
     assert isinstance(first, BlipEvent) and first.index == 0 and first.rewound == 0
@@ -338,7 +338,8 @@ def test_cancel_before_the_first_next_also_stops_rescore_and_score_text(engine):
 
 
 def test_cancel_during_a_run_stops_it_within_a_few_tokens_and_the_next_run_is_normal(engine, conflict_reference):
-    loop = LoopSettings(mode="guide")
+    # guidance away from γ = 1 yields every token as it comes (γ = 1 scores the plant in chunks)
+    loop = LoopSettings(mode="guide", gamma=1.5, gamma_min=0.0, gamma_max=0.0)
     sampling = SamplingSettings(max_tokens=200)
     baseline = [t.token_id for t in Transcript().extend(engine.run(CAPITAL, conflict_reference, loop, SHORT)).tokens]
     run = engine.run("Write a long story about a dragon.", conflict_reference, loop, sampling)
@@ -348,7 +349,7 @@ def test_cancel_during_a_run_stops_it_within_a_few_tokens_and_the_next_run_is_no
     assert isinstance(rest[-1], Done) and rest[-1].stats["stop_reason"] == "cancelled"
     assert sum(isinstance(e, TokenEvent) for e in got + rest) <= 7
     again = Transcript().extend(engine.run(CAPITAL, conflict_reference, loop, SHORT))
-    assert again.done.stats["stop_reason"] in ("end_of_turn", "max_tokens")
+    assert again.done.stats["stop_reason"] in ("end_of_turn", "max_tokens", "repetition")
     assert [t.token_id for t in again.tokens] == baseline  # the cancelled run left nothing behind
 
 

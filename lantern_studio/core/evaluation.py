@@ -33,23 +33,31 @@ EVAL_SAMPLING = SamplingSettings(temperature=0.0, seed=0, max_tokens=120)
 _CORE = Path(__file__).resolve().parent
 
 # name -> loop overrides applied over LoopSettings() (never the reference's own loop block,
-# so every reference is measured under the same settings). "default" is what a new user gets.
+# so every reference is measured under the same settings). "default" is what a new user gets;
+# the baselines switch Lantern's additions off so that they are what the literature measures.
 _FIXED = {"gamma_min": 0.0, "gamma_max": 0.0}  # adaptive guidance off: γ = gamma
-_UNGUARDED = {"copy_guard": 0, "repeat_guard": 0, "form_guard": False}  # the usual practice
+_UNGUARDED = {"copy_guard": 0, "repeat_guard": 0, "form_guard": False, "rule_rewind": False}
+_PLAIN = {**_UNGUARDED, "focus": 0}  # the whole reference, no guards: the usual practice
+_CFG = {**_PLAIN, **_FIXED, "plausibility": 0.0, "plausibility_ref": 0.0}  # CFG / CAD as published
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
     "none": {"mode": "none"},
-    "prompt": {"mode": "prompt", **_UNGUARDED},
-    "prompt-guarded": {"mode": "prompt"},
+    "prompt": {"mode": "prompt", **_PLAIN},
     "observe": {"mode": "observe"},
-    "guide-1.5": {"mode": "guide", "gamma": 1.5, **_FIXED},
-    "guide-2": {"mode": "guide", "gamma": 2.0, **_FIXED},
-    "guide-3": {"mode": "guide", "gamma": 3.0, **_FIXED},
+    # the default without one of its parts
+    "default-whole-reference": {"focus": 0},
+    "default-no-guards": dict(_UNGUARDED),
+    # fixed-γ guidance without Lantern's additions (context-aware decoding, CFG)
+    "guide-1.5": {"mode": "guide", "gamma": 1.5, **_CFG},
+    "guide-2": {"mode": "guide", "gamma": 2.0, **_CFG},
+    "guide-3": {"mode": "guide", "gamma": 3.0, **_CFG},
+    # guidance away from γ = 1 with the loop's focus, guards and plausibility cut
+    "guide-1.5-loop": {"mode": "guide", "gamma": 1.5, **_FIXED},
+    "blip": {"mode": "blip"},
     "blip-system-turn": {"mode": "blip", "blip_style": "system-turn"},
-    "blip-inline-note": {"mode": "blip", "blip_style": "inline-note"},
 }
-DEFAULT_VARIANTS = ("default", "none", "prompt", "guide-1.5", "guide-2", "guide-3",
-                    "blip-system-turn", "blip-inline-note")
+DEFAULT_VARIANTS = ("default", "none", "prompt", "default-whole-reference", "default-no-guards",
+                    "guide-1.5", "guide-2", "guide-3", "guide-1.5-loop", "blip", "blip-system-turn")
 
 
 def parse_variant(spec: str) -> tuple[str, dict[str, Any]]:

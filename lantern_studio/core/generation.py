@@ -419,8 +419,11 @@ class Generation:
         return last
 
     def trim_unfinished_sentence(self) -> Iterator[Event]:
-        """At the token limit, take back a sentence the limit cut in half (guarded modes)."""
+        """At the token limit, take back a sentence the limit cut in half (guarded modes), and
+        the blank lines after the last finished one."""
         keep = self._finished_prefix_tokens()
+        while keep > 0 and not self.answer_events[keep - 1].text.strip():
+            keep -= 1
         if 0 < keep < len(self.answer):
             yield from self.rewind(len(self.answer) - keep)
 

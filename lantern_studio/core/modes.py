@@ -193,12 +193,11 @@ class GuidePolicy(Policy):
 
     def choose(self) -> tuple[int, float | None]:
         run = self.run
+        banned = run.banned_ids()
         if self.sidecar_drives:
             assert run.next_row is not None
             ref = run.next_row
-            if self.loop.plausibility_ref > 0:
-                ref = np.where(ref >= ref.max() + np.float32(np.log(self.loop.plausibility_ref)), ref, -np.inf)
-            return run.sampler.pick(run.guarded(ref)), 1.0
+            return run.sampler.pick(run.guarded(_plausible(ref, ref, self.loop.plausibility_ref, banned), banned)), 1.0
         assert run.next_row is not None and run.held_row is not None
         plant_row = run.next_row
         gamma = self.controller.guide_gamma() if self.loop.adaptive_guide else self.loop.gamma
@@ -206,22 +205,13 @@ class GuidePolicy(Policy):
             gamma *= 2.0
         ref = log_softmax(run.held_row)
         scores = guided(plant_row, ref, gamma)
-        if self.loop.plausibility_ref > 0:
-            # The same cut on the sidecar's side: only what the reference-reading model itself
-            # finds plausible, so the contrast re-ranks its candidates instead of inventing.
-            cut = ref.max() + np.float32(np.log(self.loop.plausibility_ref))
-            scores = np.where(ref >= cut, scores, -np.inf)
-        banned = run.banned_ids()
-        if self.loop.plausibility > 0:
-            # Contrastive decoding's plausibility constraint: extrapolating away from the plant
-            # must not pick tokens the plant itself finds implausible, which is how guidance
-            # ends up reciting the sidecar's context. The cut is taken among the tokens still
-            # allowed, so a ban never leaves nothing plausible.
-            plant = plant_row.copy()
-            plant[banned] = -np.inf
-            top = plant.max()
-            if np.isfinite(top):
-                scores = np.where(plant >= top + np.float32(np.log(self.loop.plausibility)), scores, -np.inf)
+        # Only what the reference-reading model itself finds plausible: the contrast re-ranks
+        # its candidates instead of inventing.
+        scores = _plausible(scores, ref, self.loop.plausibility_ref, banned)
+        # Contrastive decoding's plausibility constraint: extrapolating away from the plant must
+        # not pick tokens the plant itself finds implausible, which is how guidance ends up
+        # reciting the sidecar's context.
+        scores = _plausible(scores, plant_row, self.loop.plausibility, banned)
         return run.sampler.pick(run.guarded(scores, banned)), gamma
 
     def on_scored(self, ev: TokenEvent) -> Decision | None:
@@ -256,6 +246,20 @@ class GuidePolicy(Policy):
             return
         self.controller.fire()
         self.boost = self.loop.guide_rewind
+
+
+def _plausible(scores: np.ndarray, side: np.ndarray, alpha: float, banned: list[int]) -> np.ndarray:
+    """``scores`` where ``side``'s log-prob is within log α of its best *allowed* token, −inf
+    elsewhere (α = 0: unchanged). Taking the best among allowed tokens means a ban never
+    leaves nothing plausible."""
+    if alpha <= 0:
+        return scores
+    allowed = side.copy()
+    allowed[banned] = -np.inf
+    top = allowed.max()
+    if not np.isfinite(top):
+        return scores
+    return np.where(allowed >= top + np.float32(np.log(alpha)), scores, -np.inf)
 
 
 _POLICIES = {"none": Policy, "prompt": PromptPolicy, "observe": ObservePolicy, "blip": BlipPolicy, "guide": GuidePolicy}
