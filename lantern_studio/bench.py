@@ -73,13 +73,14 @@ def run_bench(engine: Engine, reference: Reference | None, tokens: int = 128, re
     variants: dict[str, LoopSettings] = {
         # what a new user gets (LoopSettings()), whatever its mode
         "default": LoopSettings(),
-        "observe": LoopSettings(mode="observe"),
-        "chunk1": LoopSettings(mode="observe", chunk=1),
+        # the modes with the whole reference in the sidecar: the attention cost of a long one
+        "observe": LoopSettings(mode="observe", focus=0),
+        "chunk1": LoopSettings(mode="observe", chunk=1, focus=0),
     }
     if extra_modes:
-        variants["blip"] = (reference.loop if reference else LoopSettings()).updated(mode="blip")
+        variants["blip"] = (reference.loop if reference else LoopSettings()).updated(mode="blip", focus=0)
         # guidance away from γ = 1 needs both distributions at every token
-        variants["guide"] = LoopSettings(mode="guide", gamma=1.5, gamma_min=0.0, gamma_max=0.0)
+        variants["guide"] = LoopSettings(mode="guide", gamma=1.5, gamma_min=0.0, gamma_max=0.0, focus=0)
     # A first observe run pages the weights in and sets the token count (a run may end its
     # turn before ``tokens``).
     first = steered(engine, reference, variants["observe"], BENCH_PROMPT, tokens)

@@ -41,7 +41,7 @@ def tea():
 
 
 def picker(reference, **loop) -> BlipPicker:
-    return BlipPicker(reference, LoopSettings(mode="blip", **loop))
+    return BlipPicker(reference, LoopSettings(mode="blip", **{"blip_choice": "overlap", **loop}))
 
 
 def ids(candidates) -> list[str]:

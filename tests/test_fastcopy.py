@@ -152,7 +152,8 @@ def run(engine, reference, mode="observe", **loop):
     from lantern_studio.core.settings import LoopSettings, SamplingSettings
 
     return Transcript().extend(engine.run("Give me three tips for sleeping better.", reference,
-                                          LoopSettings(mode=mode, **loop), SamplingSettings(max_tokens=40)))
+                                          LoopSettings(mode=mode, **{"focus": 0, **loop}),
+                                          SamplingSettings(max_tokens=40)))
 
 
 @pytest.fixture(scope="module")

@@ -106,17 +106,10 @@ def test_guide_at_gamma_one_lets_the_sidecar_drive_and_scores_the_plant_in_chunk
     prompted = run(engine, conflict_reference, mode="prompt", **common)
     assert [t.token_id for t in lazy.tokens] == [t.token_id for t in prompted.tokens]
     assert all(t.control == 1.0 for t in lazy.tokens)
-    scored = Transcript().extend(engine.score_text(_focused(conflict_reference),
-                                                   CAPITAL, lazy.answer))
+    scored = Transcript().extend(engine.score_text(conflict_reference, CAPITAL, lazy.answer, focus=2))
     got = [(t.logp_plant, t.logp_ref) for t in lazy.answer_tokens]
     want = [(t.logp_plant, t.logp_ref) for t in scored.tokens]
     assert len(got) == len(want) > 0
     for (a_p, a_r), (b_p, b_r) in zip(got, want):
         assert abs(a_p - b_p) <= 1e-3 and abs(a_r - b_r) <= 1e-3
 
-
-def _focused(reference):
-    """The reference as the loop's focus shows it to the sidecar for CAPITAL (focus 2)."""
-    from lantern_studio.core.focus import focused_text
-
-    return parse_reference(focused_text(reference, CAPITAL, 2))

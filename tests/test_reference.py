@@ -545,7 +545,7 @@ def test_update_on_shipped_references(path: Path) -> None:
         {},
         optional={
             "mode": st.sampled_from(["none", "prompt", "observe", "blip", "guide"]),
-            "threshold": st.floats(-100, 100, allow_nan=False),
+            "threshold": st.floats(0, 100, allow_nan=False),
             "window": st.integers(1, 4096),
             "rewind": st.sampled_from(["none", "sentence", "tokens:3"]),
             "blip_style": st.sampled_from(["system-turn", "inline-note"]),

@@ -21,10 +21,11 @@ from .backend import FIRST_SCRATCH, PLANT, SIDECAR, Backend, Feed, LlamaCppBacke
 from .errors import Cancelled, ContextOverflow, LanternError
 from .events import Done, Event, Failed, ScoreUpdate, TokenEvent
 from .generation import Generation, RunRecord
+from .focus import focused_text
 from .guards import Vocabulary
 from .models import resolve_model
 from .modes import NOTE_OPEN
-from .reference import Reference, render_reference
+from .reference import Reference
 from .run_job import RunStats
 from .scoring import divergence, log_softmax_rows, top_k
 from .settings import EngineSettings, LoopSettings, SamplingSettings
@@ -227,10 +228,11 @@ class Engine:
         token; the plant's cache is untouched."""
         return self._guarded(lambda: self._rescore(reference), self.begin())
 
-    def score_text(self, reference: Reference | None, prompt: str, answer: str) -> Iterator[Event]:
+    def score_text(self, reference: Reference | None, prompt: str, answer: str, focus: int = 0) -> Iterator[Event]:
         """Score any answer text, token by token, against ``reference`` (batch scoring of both
-        sides). Yields ``TokenEvent``s and ``Done``."""
-        return self._guarded(lambda: self._score_text(reference, prompt, answer), self.begin())
+        sides), read whole or, with ``focus``, as a run with that focus reads it. Yields
+        ``TokenEvent``s and ``Done``."""
+        return self._guarded(lambda: self._score_text(reference, prompt, answer, focus), self.begin())
 
     def _guarded(self, make: Callable[[], Iterator[Event]], op: threading.Event) -> Iterator[Event]:
         with self.exclusive(op):
@@ -337,9 +339,9 @@ class Engine:
                 prev_plant = rows[0][-1]
             yield start, plant, ref
 
-    def _score_text(self, reference: Reference | None, prompt: str, answer: str) -> Iterator[Event]:
+    def _score_text(self, reference: Reference | None, prompt: str, answer: str, focus: int) -> Iterator[Event]:
         t0 = time.perf_counter()
-        rendered = render_reference(reference) if reference is not None else ""
+        rendered = focused_text(reference, prompt, focus) if reference is not None else ""
         plant_prompt = self.conversation("", prompt)
         ref_prompt = self.conversation(rendered, prompt)
         tokens = self.tokenize_answer(answer)
@@ -364,7 +366,7 @@ class Engine:
         if not last.plant_context_is_answer:
             raise LanternError("Blips changed the plant's context in the last run, so it must be run again, not re-scored.")
         t0 = time.perf_counter()
-        rendered = render_reference(reference) if reference is not None else ""
+        rendered = focused_text(reference, last.prompt, last.focus) if reference is not None else ""
         ref_prompt = self.conversation(rendered, last.prompt)
         self.clear_scratch()
         self.check_fits(last.plant_prompt, ref_prompt, last.answer, last.answer)

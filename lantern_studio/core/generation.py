@@ -54,6 +54,7 @@ class RunRecord:
     top_plant: list[list[tuple[str, float]]]
     first_index: list[int] = field(default_factory=list)  # emission index of each answer token
     plant_context_is_answer: bool = True  # False once blips entered the plant's context
+    focus: int = 0  # how the sidecar read the reference: re-scores read it the same way
 
 
 class Generation:
@@ -184,7 +185,7 @@ class Generation:
             logp_plant=[ev.logp_plant or 0.0 for ev in self.answer_events],
             top_plant=[ev.top_plant for ev in self.answer_events],
             first_index=[ev.index for ev in self.answer_events],
-            plant_context_is_answer=not self.blips_in_context)
+            plant_context_is_answer=not self.blips_in_context, focus=self.loop.focus)
         stats = RunStats(
             mode=self.mode, stop_reason=stop, tokens=len(self.answer), emitted=self.n_emitted,
             rewound=self.n_rewound, blips=self.n_blips, prompt_tokens=len(self.plant_prompt),

@@ -98,13 +98,20 @@ class Service:
     async def _wait(self, request: Request, job: Job, req: ChatRequest) -> Response:
         transcript = Transcript()
         finished = False
+        checked = time.monotonic()
         try:
             while True:
                 try:
                     item = await asyncio.wait_for(job.events.get(), DISCONNECT_POLL_S)
                 except TimeoutError:
+                    item = None
+                # Asked at least every DISCONNECT_POLL_S, also while events keep coming: a run
+                # that streams steadily must still stop when its client has gone.
+                if item is None or time.monotonic() - checked >= DISCONNECT_POLL_S:
+                    checked = time.monotonic()
                     if await request.is_disconnected():
                         return Response(status_code=499)  # nobody reads it; the finally cancels the run
+                if item is None:
                     continue
                 if item is END:
                     finished = True

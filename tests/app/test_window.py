@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QApplication, QDialog, QFileDialog, QInputDialog, 
 
 from lantern_studio.app import error_colors as ec
 from lantern_studio.core.events import BlipEvent, Done, TokenEvent
+from lantern_studio.core.settings import LoopSettings
 
 BROKEN = "---\ntitle: Broken\nslug: broken\n---\n# Never\n- bad detector `regex: (unclosed`\n"
 
@@ -482,5 +483,5 @@ def test_loading_a_trace_with_hostile_header_is_plain(make_window, tmp_path):
     write_trace(path, header, [Done({"tokens": 0})])
     window = make_window()
     entry = window.open_trace(path)
-    assert entry is not None and entry.loop.threshold == 1.5 and entry.sampling.temperature == 0.0
+    assert entry is not None and entry.loop.threshold == LoopSettings().threshold and entry.sampling.temperature == 0.0
     assert json.loads(path.read_text().splitlines()[0])["model"]["name"] == "<b>evil</b>"
