@@ -13,7 +13,7 @@ if TYPE_CHECKING:  # pragma: no cover
 from ..core.errors import LanternError
 from ..core.printable import printable_json
 from ..core.reference import Reference, load_reference
-from ..core.settings import MODES, EngineSettings, LoopSettings, SamplingSettings
+from ..core.settings import MODES, EngineSettings, LoopSettings, SamplingSettings, parse_value
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -58,7 +58,7 @@ def loop_settings(args: argparse.Namespace, reference: Reference | None) -> Loop
         name, sep, raw = item.partition("=")
         if not sep:
             raise LanternError(f"The setting {item!r} must look like NAME=VALUE.")
-        changes[name.strip()] = _parse_value(raw.strip())
+        changes[name.strip()] = parse_value(raw.strip())
     if args.mode:
         changes["mode"] = args.mode
     return base.updated(**changes)
@@ -66,15 +66,6 @@ def loop_settings(args: argparse.Namespace, reference: Reference | None) -> Loop
 
 def sampling_settings(args: argparse.Namespace) -> SamplingSettings:
     return SamplingSettings(temperature=args.temperature, seed=args.seed, max_tokens=args.max_tokens)
-
-
-def _parse_value(raw: str) -> Any:
-    for cast in (int, float):
-        try:
-            return cast(raw)
-        except ValueError:
-            pass
-    return raw
 
 
 def print_json(obj: Any, *, sort_keys: bool = False) -> None:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..core.errors import LanternError
-from ..core.events import Transcript
+from ..core.run_job import collect
 from ._common import add_model_args, load_engine, load_reference_arg, print_json, token_json
 
 
@@ -26,9 +26,10 @@ def score_command(args: argparse.Namespace) -> int:
     reference = load_reference_arg(args.reference)
     answer = _read_answer(args.answer_file)
     with load_engine(args) as engine:
-        tr = Transcript().extend(engine.score_text(reference, args.prompt, answer))
-    if tr.failed is not None:
-        raise LanternError(tr.failed.message)
+        result = collect(engine.score_text(reference, args.prompt, answer))
+    if result.failed is not None:
+        raise LanternError(result.failed)
+    tr = result.transcript
     stats = tr.done.stats if tr.done else {}
     if args.json:
         print_json({"reference": reference.slug if reference else None, "prompt": args.prompt,

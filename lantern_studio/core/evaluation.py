@@ -22,10 +22,10 @@ from typing import Any
 from .. import __version__
 from .engine import Engine
 from .errors import LanternError, SettingsError
-from .probes import judge
+from .probes import empty_counts, judge, tally
 from .reference import Reference, load_reference, render_reference
 from .run_job import collect
-from .settings import LoopSettings, SamplingSettings
+from .settings import LoopSettings, SamplingSettings, parse_value
 
 FORMAT = "lantern-eval"
 FORMAT_VERSION = 1
@@ -73,20 +73,9 @@ def parse_variant(spec: str) -> tuple[str, dict[str, Any]]:
         key, eq, raw = part.partition("=")
         if not eq:
             raise SettingsError(f"The variant setting {part!r} must look like key=value.")
-        changes[key.strip()] = _value(raw.strip())
+        changes[key.strip()] = parse_value(raw.strip())
     LoopSettings().updated(**changes)  # validate now, not after an hour of runs
     return name, changes
-
-
-def _value(raw: str) -> Any:
-    if raw.lower() in ("true", "false"):
-        return raw.lower() == "true"
-    for cast in (int, float):
-        try:
-            return cast(raw)
-        except ValueError:
-            pass
-    return raw
 
 
 @dataclass(frozen=True)
@@ -166,18 +155,9 @@ class Evaluation:
 
     def table(self, split: str | None = None, tag: str | None = None) -> dict[str, dict[str, int]]:
         """{variant: {passed, total, leak, degenerate, pattern_passed}} over the rows kept."""
-        out: dict[str, dict[str, int]] = {v: {"passed": 0, "total": 0, "leak": 0, "degenerate": 0,
-                                              "pattern_passed": 0} for v in self.variants}
-        for r in self.rows:
-            if (split is not None and r.split != split) or (tag is not None and tag not in r.tags):
-                continue
-            row = out[r.variant]
-            row["total"] += 1
-            row["passed"] += int(r.passed)
-            row["leak"] += int(r.leak is not None)
-            row["degenerate"] += int(r.degenerate is not None)
-            row["pattern_passed"] += int(r.pattern_failed is None)
-        return out
+        kept = [r for r in self.rows if (split is None or r.split == split) and (tag is None or tag in r.tags)]
+        counted = tally(kept, lambda r: r.variant)
+        return {v: counted.get(v, empty_counts()) for v in self.variants}
 
 
 def run_meta(engine: Engine, sampling: SamplingSettings, suite: Sequence[SuiteEntry]) -> dict[str, Any]:

@@ -7,12 +7,13 @@ hold, and the answer neither leaks the reference nor is degenerate (``answer_che
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 from dataclasses import asdict, dataclass
 
 from .answer_checks import degenerate, leak
 from .engine import Engine
 from .errors import LanternError
-from .events import Transcript
+from .run_job import collect
 from .reference import Probe, Reference, render_reference
 from .settings import MODES, LoopSettings, SamplingSettings, SettingsError
 
@@ -88,30 +89,39 @@ def run_probes(engine: Engine, reference: Reference, modes: Iterable[str],
         for mode in modes:
             if progress:
                 progress(done, total, f"{reference.slug} probe {i} ({mode})")
-            tr = Transcript().extend(engine.run(probe.prompt, reference, base.updated(mode=mode), sampling))
-            if tr.failed is not None:
-                raise LanternError(tr.failed.message)
-            stats = tr.done.stats if tr.done else {}
-            if stats.get("stop_reason") == "cancelled":
+            result = collect(engine.run(probe.prompt, reference, base.updated(mode=mode), sampling))
+            if result.failed is not None:
+                raise LanternError(result.failed)
+            if result.cancelled:
                 return
-            v = judge(probe, tr.answer, rendered)
+            v = judge(probe, result.answer, rendered)
             yield ProbeResult(reference.slug, i, probe.prompt, mode, v.passed, v.failed,
-                              len(tr.blips), float(stats.get("tokens_per_s", 0.0)), tr.answer,
+                              len(result.transcript.blips), result.stats.tokens_per_s, result.answer,
                               v.leak, v.degenerate, v.pattern_failed, probe.tags)
             done += 1
     if progress:
         progress(done, total, "done")
 
 
-def summarise(results: Iterable[ProbeResult]) -> dict[str, dict[str, int]]:
-    """{mode: {"passed", "total", "leak", "degenerate", "pattern_passed"}} in the order modes
-    first appear; ``pattern_passed`` counts answers whose patterns hold, whatever else."""
+def empty_counts() -> dict[str, int]:
+    return {"passed": 0, "total": 0, "leak": 0, "degenerate": 0, "pattern_passed": 0}
+
+
+def tally(rows: Iterable, key: Callable[[Any], str]) -> dict[str, dict[str, int]]:
+    """{key(row): {"passed", "total", "leak", "degenerate", "pattern_passed"}} in the order keys
+    first appear, for any rows with ``passed``, ``leak``, ``degenerate`` and ``pattern_failed``;
+    ``pattern_passed`` counts answers whose patterns hold, whatever else."""
     out: dict[str, dict[str, int]] = {}
-    for r in results:
-        row = out.setdefault(r.mode, {"passed": 0, "total": 0, "leak": 0, "degenerate": 0, "pattern_passed": 0})
+    for r in rows:
+        row = out.setdefault(key(r), empty_counts())
         row["total"] += 1
         row["passed"] += int(r.passed)
         row["leak"] += int(r.leak is not None)
         row["degenerate"] += int(r.degenerate is not None)
         row["pattern_passed"] += int(r.pattern_failed is None)
     return out
+
+
+def summarise(results: Iterable[ProbeResult]) -> dict[str, dict[str, int]]:
+    """The counts per mode, in the order modes first appear."""
+    return tally(results, lambda r: r.mode)

@@ -181,6 +181,19 @@ class EngineSettings:
         _check_int_range("extra_sequences", self.extra_sequences, 0, 62)
 
 
+def parse_value(raw: str) -> Any:
+    """A setting's value as typed on a command line: true/false, a whole number, a number, or
+    the text itself (the settings then check its type)."""
+    if raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    for cast in (int, float):
+        try:
+            return cast(raw)
+        except ValueError:
+            pass
+    return raw
+
+
 def _check_range(name: str, value: Any, lo: float, hi: float) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
         raise SettingsError(f"Setting {name!r} must be a number between {lo:g} and {hi:g}, not {value!r}.")
@@ -191,4 +204,4 @@ def _check_int_range(name: str, value: Any, lo: int, hi: int) -> None:
         raise SettingsError(f"Setting {name!r} must be a whole number between {lo} and {hi}, not {value!r}.")
 
 
-__all__ = ["MODES", "SamplingSettings", "LoopSettings", "EngineSettings", "loop_overrides"]
+__all__ = ["MODES", "SamplingSettings", "LoopSettings", "EngineSettings", "loop_overrides", "parse_value"]
