@@ -25,17 +25,16 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-import httpx  # noqa: E402
+import httpx
 
-from lantern_studio.bench import BENCH_PROMPT, run_bench  # noqa: E402
-from lantern_studio.core.engine import Engine  # noqa: E402
-from lantern_studio.core.events import Transcript  # noqa: E402
-from lantern_studio.core.models import installed_path  # noqa: E402
-from lantern_studio.core.reference import load_reference  # noqa: E402
-from lantern_studio.core.remote import RemoteSettings, connect  # noqa: E402
-from lantern_studio.core.settings import EngineSettings, LoopSettings, SamplingSettings  # noqa: E402
+from lantern_studio.bench import BENCH_PROMPT, run_bench
+from lantern_studio.core.engine import Engine
+from lantern_studio.core.events import Transcript
+from lantern_studio.core.models import installed_path
+from lantern_studio.core.reference import load_reference
+from lantern_studio.core.remote import RemoteSettings, connect
+from lantern_studio.core.settings import EngineSettings, LoopSettings, SamplingSettings
 
 REFERENCE = REPO / "references" / "otc-analgesics.md"
 PARITY_PROMPTS = ["How much paracetamol can I take for a headache?", "What is the capital of France?",

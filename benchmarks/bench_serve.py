@@ -24,11 +24,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-import httpx  # noqa: E402
+import httpx
 
-from lantern_studio.core.pack import export_pack  # noqa: E402
+from lantern_studio.core.pack import export_pack
 
 REFERENCE = REPO / "references" / "otc-analgesics.md"
 PROMPTS = ["How much paracetamol can I take for a headache?", "Can I take ibuprofen with a cold?",
