@@ -76,7 +76,7 @@ def test_inline_note_style_and_scored_choice_run(engine, conflict_reference):
 
 
 def test_adaptive_guide_raises_gamma_with_the_error(engine, conflict_reference):
-    tr = run(engine, conflict_reference, mode="guide", gamma_min=0.0, gamma_max=3.0, threshold=2.0)
+    tr = run(engine, conflict_reference, mode="guide", gamma_min=0.0, gamma_max=3.0, threshold=2.0, focus=0)
     gammas = [t.control for t in tr.tokens]
     assert gammas[0] == 0.0  # at rest: the plant alone
     assert max(gammas) > 0.0 and max(gammas) <= 3.0
@@ -113,3 +113,22 @@ def test_guide_at_gamma_one_lets_the_sidecar_drive_and_scores_the_plant_in_chunk
     for (a_p, a_r), (b_p, b_r) in zip(got, want):
         assert abs(a_p - b_p) <= 1e-3 and abs(a_r - b_r) <= 1e-3
 
+
+
+def test_guide_falls_back_to_the_sidecar_alone_when_no_rule_bears_on_the_question(engine, conflict_reference):
+    """Past γ = 1 guidance extrapolates towards the rules the sidecar reads; when focus finds
+    none that bear on the question there is nothing to extrapolate towards, and the focused
+    sidecar (title, intent, style) drives as at γ = 1. A question a rule does bear on is guided
+    at the γ asked for."""
+    fixed = {"mode": "guide", "gamma_min": 0.0, "gamma_max": 0.0, "focus": 2}
+    off_topic = "How many legs does a spider have?"
+    pushed = run(engine, conflict_reference, off_topic, gamma=1.5, **fixed)
+    at_one = run(engine, conflict_reference, off_topic, gamma=1.0, **fixed)
+    assert [t.token_id for t in pushed.tokens] == [t.token_id for t in at_one.tokens]
+    assert pushed.tokens and all(t.control == 1.0 for t in pushed.tokens)
+    on_topic = run(engine, conflict_reference, "Should I mention Paris when I call the user matey?",
+                   gamma=1.5, **fixed)
+    assert on_topic.tokens and all(t.control == 1.5 for t in on_topic.tokens)
+    # The whole reference (focus 0) is never second-guessed.
+    whole = run(engine, conflict_reference, off_topic, gamma=1.5, **{**fixed, "focus": 0})
+    assert all(t.control == 1.5 for t in whole.tokens)

@@ -63,7 +63,8 @@ def placed(events):
 @pytest.mark.parametrize("alpha", [0.05, 0.3])
 def test_guide_emits_only_tokens_the_plant_finds_plausible(engine, conflict_reference, alpha):
     sampling = SamplingSettings(temperature=1.0, top_k=0, top_p=1.0, seed=4, max_tokens=40)
-    loop = dict(mode="guide", gamma=3.0, gamma_min=3.0, gamma_max=3.0)
+    # the whole reference: with focus, a question no rule bears on is not guided past γ = 1
+    loop = dict(mode="guide", gamma=3.0, gamma_min=3.0, gamma_max=3.0, focus=0)
     tr = Transcript().extend(events_of(engine, SLEEP, conflict_reference, sampling, plausibility=alpha, **loop))
     assert len(tr.tokens) >= 20
     for t in tr.tokens:
@@ -132,7 +133,7 @@ def test_a_rule_hit_comes_after_the_token_it_names(engine):
 
 
 def test_adaptive_gamma_follows_the_control_law(engine, conflict_reference):
-    loop = LoopSettings(mode="guide", gamma_min=1.0, gamma_max=3.0, threshold=2.0, rule_rewind=False)
+    loop = LoopSettings(mode="guide", gamma_min=1.0, gamma_max=3.0, threshold=2.0, rule_rewind=False, focus=0)
     tr = Transcript().extend(engine.run(CAPITAL, conflict_reference, loop, SHORT))
     # the only rewind allowed is the last one: trimming at the limit or at the repetition stop
     assert not tr.rewinds or tr.done.stats["stop_reason"] in ("max_tokens", "repetition")
@@ -338,8 +339,9 @@ def test_cancel_before_the_first_next_also_stops_rescore_and_score_text(engine):
 
 
 def test_cancel_during_a_run_stops_it_within_a_few_tokens_and_the_next_run_is_normal(engine, conflict_reference):
-    # guidance away from γ = 1 yields every token as it comes (γ = 1 scores the plant in chunks)
-    loop = LoopSettings(mode="guide", gamma=1.5, gamma_min=0.0, gamma_max=0.0)
+    # guidance away from γ = 1 yields every token as it comes (γ = 1 scores the plant in chunks;
+    # the whole reference, so that no question falls back to γ = 1 for want of a relevant rule)
+    loop = LoopSettings(mode="guide", gamma=1.5, gamma_min=0.0, gamma_max=0.0, focus=0)
     sampling = SamplingSettings(max_tokens=200)
     baseline = [t.token_id for t in Transcript().extend(engine.run(CAPITAL, conflict_reference, loop, SHORT)).tokens]
     run = engine.run("Write a long story about a dragon.", conflict_reference, loop, sampling)

@@ -47,8 +47,9 @@ def test_loop_settings_reject_bad_values_naming_the_setting(name, value):
 
 def test_loop_settings_defaults_are_the_measured_ones():
     """docs/evaluation.json holds a run of today's variants: on its tune split, where defaults
-    are chosen, the default does at least as well as the baselines and as itself without each
-    of its parts (whole reference, no guards), and the blip defaults beat system-turn blips."""
+    are chosen, the default does at least as well as every other variant measured (the
+    baselines, itself without each of its parts, other modes), and the blip defaults beat
+    system-turn blips."""
     import json
     from pathlib import Path
 
@@ -58,9 +59,9 @@ def test_loop_settings_defaults_are_the_measured_ones():
     ev = Evaluation.from_json(data)
     tune = ev.table("tune")
     assert LoopSettings.from_mapping(ev.variants["default"]) == LoopSettings()
-    for rival in ("none", "prompt", "guide-1.5", "guide-2", "guide-3", "default-whole-reference",
-                  "default-no-guards"):
-        assert tune["default"]["passed"] >= tune[rival]["passed"], rival
+    assert len(tune) >= 8, "the evaluation measured too few variants to choose defaults from"
+    for rival, cell in tune.items():
+        assert tune["default"]["passed"] >= cell["passed"], rival
     assert tune["blip"]["passed"] >= tune["blip-system-turn"]["passed"]
     s = LoopSettings()
     assert s.blip_style == "inline-note"

@@ -51,13 +51,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "guide-1.5": {"mode": "guide", "gamma": 1.5, **_CFG},
     "guide-2": {"mode": "guide", "gamma": 2.0, **_CFG},
     "guide-3": {"mode": "guide", "gamma": 3.0, **_CFG},
-    # guidance away from γ = 1 with the loop's focus, guards and plausibility cut
-    "guide-1.5-loop": {"mode": "guide", "gamma": 1.5, **_FIXED},
+    # the default at γ = 1: the focused sidecar alone picks the tokens (observe's speed)
+    "default-gamma-1": {"gamma": 1.0},
     "blip": {"mode": "blip"},
     "blip-system-turn": {"mode": "blip", "blip_style": "system-turn"},
 }
 DEFAULT_VARIANTS = ("default", "none", "prompt", "default-whole-reference", "default-no-guards",
-                    "guide-1.5", "guide-2", "guide-3", "guide-1.5-loop", "blip", "blip-system-turn")
+                    "guide-1.5", "guide-2", "guide-3", "default-gamma-1", "blip", "blip-system-turn")
 
 
 def parse_variant(spec: str) -> tuple[str, dict[str, Any]]:

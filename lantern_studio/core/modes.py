@@ -15,6 +15,7 @@ import numpy as np
 from .blips import BlipPicker
 from .controller import Controller, Decision
 from .events import BlipEvent, Event, RuleHit, TokenEvent
+from .focus import rank_rules
 from .reference import BlipCandidate
 from .generation import SENTENCE_END, Generation
 from .scoring import guided, log_softmax
@@ -187,6 +188,13 @@ class GuidePolicy(Policy):
         # to score, so it runs in chunks (observe's speed) and the sidecar drives.
         self.sidecar_drives = (loop.gamma == 1.0 and not loop.adaptive_guide and loop.plausibility == 0
                                and not loop.guide_rewind)
+        extrapolates = (loop.gamma_max if loop.adaptive_guide else loop.gamma) > 1.0
+        if extrapolates and run.reference is not None and loop.focus > 0:
+            # No rule bears on the question: the reference has nothing to extrapolate towards
+            # but its persona, and pushing past γ = 1 only recites that (measured on tune's
+            # irrelevant probes). The sidecar still reads the intent and style, and drives.
+            ranked = rank_rules(run.reference, run.prompt)[:loop.focus]
+            self.sidecar_drives = not any(r.score > 0 for r in ranked)
         self.chunk = loop.chunk if self.sidecar_drives else 1  # else both rows at every token
         self.controller = Controller(loop)
         self.boost = False
