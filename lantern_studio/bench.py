@@ -12,6 +12,7 @@ import numpy as np
 
 from .core.backend import PLANT, Feed
 from .core.engine import Engine
+from .core.focus import rank_rules
 from .core.run_job import collect
 from .core.reference import Reference
 from .core.settings import LoopSettings, SamplingSettings
@@ -54,6 +55,15 @@ def _decode_seconds(engine: Engine) -> float:
     return float(getattr(engine.backend, "decode_seconds", 0.0))
 
 
+def on_topic_prompt(reference: Reference | None) -> str:
+    """A question some rule of ``reference`` bears on (its first such probe), so that the
+    default loop is measured guiding, not in its fallback for questions no rule bears on."""
+    for probe in reference.probes if reference else ():
+        if any(r.score > 0 for r in rank_rules(reference, probe.prompt)):
+            return probe.prompt
+    return BENCH_PROMPT
+
+
 def steered(engine: Engine, reference: Reference | None, loop: LoopSettings, prompt: str,
             n_tokens: int) -> dict:
     """One run's Done stats (tokens_per_s, emitted, sidecar_prompt_tokens, decode_s, …)."""
@@ -71,7 +81,7 @@ def run_bench(engine: Engine, reference: Reference | None, tokens: int = 128, re
     of medians taken minutes apart."""
     say = progress or (lambda _m: None)
     variants: dict[str, LoopSettings] = {
-        # what a new user gets (LoopSettings()), whatever its mode
+        # what a new user gets (LoopSettings()), whatever its mode, on a question it guides
         "default": LoopSettings(),
         # the modes with the whole reference in the sidecar: the attention cost of a long one
         "observe": LoopSettings(mode="observe", focus=0),
@@ -94,7 +104,8 @@ def run_bench(engine: Engine, reference: Reference | None, tokens: int = 128, re
         say(f"round {r + 1}/{repeats}")
         for name, loop in variants.items():
             base, base_decode = plain_decode(engine, BENCH_PROMPT, n)
-            stats = steered(engine, reference, loop, BENCH_PROMPT, tokens)
+            prompt = on_topic_prompt(reference) if name == "default" else BENCH_PROMPT
+            stats = steered(engine, reference, loop, prompt, tokens)
             tok_s = float(stats["tokens_per_s"])
             plain.append(base)
             speed[name].append(tok_s)
@@ -106,6 +117,7 @@ def run_bench(engine: Engine, reference: Reference | None, tokens: int = 128, re
            "threads": getattr(engine.backend, "n_threads", None),
            # The sidecar attends over its whole prompt, so the ratios fall as the reference grows.
            "sidecar_prompt_tokens": sidecar_prompt,
+           "default_prompt": on_topic_prompt(reference),
            "plain_tok_s": round(statistics.median(plain), 2)}
     for name in variants:
         out[f"{name}_tok_s"] = round(statistics.median(speed[name]), 2)

@@ -35,6 +35,8 @@ def bench_command(args: argparse.Namespace) -> int:
     print(f"model {result['model']}{fmt}, {result['tokens']} tokens, {result['threads']} threads, "
           f"sidecar prompt {result['sidecar_prompt_tokens']} tokens, {result['repeats']} rounds")
     print(f"plain greedy     {result['plain_tok_s']:8.1f} tok/s")
+    if result.get("default_prompt"):
+        print(f"(default: the loop's defaults on “{result['default_prompt']}”, a question a rule bears on)")
     for name in ("default", "observe", "chunk1", "blip", "guide"):
         if f"{name}_tok_s" in result:
             lo, hi = result[f"{name}_ratio_range"]
