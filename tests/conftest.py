@@ -22,6 +22,23 @@ def _default_model_path() -> Path:
     return default_path("smollm2")
 
 
+@pytest.fixture
+def config_dir(tmp_path, monkeypatch) -> Path:
+    """Keys and trust store in tmp_path, never the real config; no ambient SOURCE_DATE_EPOCH."""
+    path = tmp_path / "config"
+    monkeypatch.setenv("LANTERN_CONFIG_DIR", str(path))
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    return path
+
+
+@pytest.fixture
+def lantern(monkeypatch, capsys):
+    """``lantern(*argv)`` runs the CLI in-process: (exit code, stdout, stderr)."""
+    from pack_builders import lantern_runner
+
+    return lantern_runner(monkeypatch, capsys)
+
+
 @pytest.fixture(scope="session")
 def model_path() -> Path:
     return _default_model_path()

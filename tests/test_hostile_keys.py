@@ -14,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pack_builders import build_zip, lantern_runner, manifest_for, ref_bytes, signature_for, write_ref
+from pack_builders import build_zip, manifest_for, ref_bytes, signature_for, write_ref
 
 from lantern_studio.core.errors import KeyStoreError, PackError
 from lantern_studio.core.keys import KeyStore, fingerprint, parse_public_key, raw_public_bytes
@@ -42,17 +42,8 @@ NON_CANONICAL = [((P + k) | (s << 255)).to_bytes(32, "little") for k in range(19
 ]
 
 
-@pytest.fixture(autouse=True)
-def config_dir(tmp_path, monkeypatch):
-    path = tmp_path / "config"
-    monkeypatch.setenv("LANTERN_CONFIG_DIR", str(path))
-    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
-    return path
+pytestmark = pytest.mark.usefixtures("config_dir")  # keys and trust store in tmp_path
 
-
-@pytest.fixture
-def lantern(monkeypatch, capsys):
-    return lantern_runner(monkeypatch, capsys)
 
 
 def forged_pack(path: Path, public_key: bytes) -> Path:

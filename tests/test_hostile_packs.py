@@ -19,7 +19,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
-from pack_builders import Tmpfs, build_pack, build_zip, call_on_fifo, lantern_runner, manifest_for, ref_bytes, write_ref
+from pack_builders import Tmpfs, build_pack, build_zip, call_on_fifo, manifest_for, ref_bytes, write_ref
 
 from lantern_studio.core.errors import PackError
 from lantern_studio.core.keys import NAME_RE, KeyStore
@@ -28,17 +28,8 @@ from lantern_studio.core.pack import PackLimits, canonical_json, export_pack, im
 HOSTILE = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
-@pytest.fixture(autouse=True)
-def config_dir(tmp_path, monkeypatch):
-    path = tmp_path / "config"
-    monkeypatch.setenv("LANTERN_CONFIG_DIR", str(path))
-    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
-    return path
+pytestmark = pytest.mark.usefixtures("config_dir")  # keys and trust store in tmp_path
 
-
-@pytest.fixture
-def lantern(monkeypatch, capsys):
-    return lantern_runner(monkeypatch, capsys)
 
 
 @pytest.fixture

@@ -26,11 +26,7 @@ from lantern_studio.core.keys import (
 posix_only = pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
 
 
-@pytest.fixture(autouse=True)
-def config_dir(tmp_path, monkeypatch):
-    path = tmp_path / "config"
-    monkeypatch.setenv("LANTERN_CONFIG_DIR", str(path))
-    return path
+pytestmark = pytest.mark.usefixtures("config_dir")  # keys and trust store in tmp_path
 
 
 @pytest.fixture

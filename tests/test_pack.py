@@ -33,13 +33,7 @@ from lantern_studio.core.pack import (
     verify_pack,
 )
 
-@pytest.fixture(autouse=True)
-def config_dir(tmp_path, monkeypatch):
-    """Keys and trust store in tmp_path, never the real config; no ambient SOURCE_DATE_EPOCH."""
-    path = tmp_path / "config"
-    monkeypatch.setenv("LANTERN_CONFIG_DIR", str(path))
-    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
-    return path
+pytestmark = pytest.mark.usefixtures("config_dir")  # keys and trust store in tmp_path
 
 
 @pytest.fixture
