@@ -91,6 +91,7 @@ def run_bench(engine: Engine, reference: Reference | None, tokens: int = 128, re
         variants["blip"] = (reference.loop if reference else LoopSettings()).updated(mode="blip", focus=0)
         # guidance away from γ = 1 needs both distributions at every token
         variants["guide"] = LoopSettings(mode="guide", gamma=1.5, gamma_min=0.0, gamma_max=0.0, focus=0)
+    default_prompt = on_topic_prompt(reference)
     # A first observe run pages the weights in and sets the token count (a run may end its
     # turn before ``tokens``).
     first = steered(engine, reference, variants["observe"], BENCH_PROMPT, tokens)
@@ -104,7 +105,7 @@ def run_bench(engine: Engine, reference: Reference | None, tokens: int = 128, re
         say(f"round {r + 1}/{repeats}")
         for name, loop in variants.items():
             base, base_decode = plain_decode(engine, BENCH_PROMPT, n)
-            prompt = on_topic_prompt(reference) if name == "default" else BENCH_PROMPT
+            prompt = default_prompt if name == "default" else BENCH_PROMPT
             stats = steered(engine, reference, loop, prompt, tokens)
             tok_s = float(stats["tokens_per_s"])
             plain.append(base)
@@ -117,7 +118,7 @@ def run_bench(engine: Engine, reference: Reference | None, tokens: int = 128, re
            "threads": getattr(engine.backend, "n_threads", None),
            # The sidecar attends over its whole prompt, so the ratios fall as the reference grows.
            "sidecar_prompt_tokens": sidecar_prompt,
-           "default_prompt": on_topic_prompt(reference),
+           "default_prompt": default_prompt,
            "plain_tok_s": round(statistics.median(plain), 2)}
     for name in variants:
         out[f"{name}_tok_s"] = round(statistics.median(speed[name]), 2)

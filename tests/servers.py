@@ -99,14 +99,41 @@ class LlamaServer:
             self.proc = None
 
 
-class FaultyProxy:
+class ThreadedApp:
+    """An ASGI app on uvicorn in a daemon thread of the test process, on a free local port;
+    ``start`` returns once ``health_path`` answers."""
+
+    health_path = "/health"
+
+    def serve(self, app) -> None:
+        import uvicorn
+
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="critical",
+                                                    lifespan="off", timeout_graceful_shutdown=1))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self):
+        self.thread.start()
+        wait_http(self.url + self.health_path)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+class FaultyProxy(ThreadedApp):
     """A tiny ASGI proxy to an upstream llama-server that can misbehave on /completion:
     ``mode`` is "pass", "slow" (answers after ``delay`` s), "error500", "error401",
     "garbage" (not JSON), "rename" (another model name) or "drop" (closes the connection).
     It runs on uvicorn in a thread."""
 
     def __init__(self, upstream: str) -> None:
-        import uvicorn
         from starlette.applications import Starlette
         from starlette.responses import JSONResponse, Response, StreamingResponse
         from starlette.routing import Route
@@ -115,7 +142,6 @@ class FaultyProxy:
         self.mode = "pass"
         self.delay = 30.0
         self.completions = 0
-        self.port = free_port()
         client = httpx.AsyncClient(base_url=upstream, timeout=60)
 
         async def forward(request):
@@ -147,23 +173,7 @@ class FaultyProxy:
                 return JSONResponse(data, status_code=resp.status_code)
             return Response(resp.content, status_code=resp.status_code, media_type="application/json")
 
-        app = Starlette(routes=[Route("/{path:path}", forward, methods=["GET", "POST"])])
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="critical",
-                                                    lifespan="off", timeout_graceful_shutdown=1))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> "FaultyProxy":
-        self.thread.start()
-        wait_http(self.url + "/health")
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
+        self.serve(Starlette(routes=[Route("/{path:path}", forward, methods=["GET", "POST"])]))
 
 
 class LanternServe:
@@ -220,7 +230,7 @@ def llama_server(model_path):
     server.stop()
 
 
-class VllmLikeAdapter:
+class VllmLikeAdapter(ThreadedApp):
     """The slice of vLLM's OpenAI API that the completions backend uses (/v1/models,
     /tokenize, /v1/completions with token-id prompts, ``logprobs`` and
     ``return_tokens_as_token_ids``), answered by a real llama-server. vLLM itself needs a GPU;
@@ -228,15 +238,14 @@ class VllmLikeAdapter:
     llama-server."""
 
     SERVED = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    health_path = "/v1/models"
 
     def __init__(self, upstream: str) -> None:
-        import uvicorn
         from starlette.applications import Starlette
         from starlette.responses import JSONResponse
         from starlette.routing import Route
 
         client = httpx.AsyncClient(base_url=upstream, timeout=60)
-        self.port = free_port()
         self.requests = 0
 
         async def models(request):
@@ -271,19 +280,4 @@ class VllmLikeAdapter:
 
         app = Starlette(routes=[Route("/v1/models", models), Route("/tokenize", tokenize, methods=["POST"]),
                                 Route("/v1/completions", completions, methods=["POST"])])
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="critical",
-                                                    lifespan="off", timeout_graceful_shutdown=1))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> "VllmLikeAdapter":
-        self.thread.start()
-        wait_http(self.url + "/v1/models")
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
+        self.serve(app)

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import high_level_logprobs
 
 from lantern_studio.core.backend import PLANT, SIDECAR, Feed
 from lantern_studio.core.errors import ContextOverflow
 from lantern_studio.core.events import Done, Failed, TokenEvent, Transcript
 from lantern_studio.core.reference import empty_reference
-from lantern_studio.core.scoring import log_softmax
 from lantern_studio.core.settings import LoopSettings, SamplingSettings
 
 PROMPT = "Give me three tips for sleeping better."
@@ -100,20 +100,10 @@ def test_one_batch_for_two_sequences_gives_the_logits_of_two(engine, long_refere
 
 
 def test_plant_logprobs_match_llama_cpp_high_level_api(engine, model_path):
-    from llama_cpp import GGML_TYPE_F16, GGML_TYPE_Q8_0, Llama
-
     tr = run(engine, None, mode="none")
     prompt_tokens = engine.conversation("", PROMPT)
     answer = [t.token_id for t in tr.tokens]
-    # Same attention set-up as the engine: flash attention, q8_0 keys, f16 values.
-    llm = Llama(model_path=str(model_path), logits_all=True, n_ctx=512, n_batch=32, flash_attn=True,
-                type_k=GGML_TYPE_Q8_0, type_v=GGML_TYPE_F16, verbose=False)
-    try:
-        llm.eval(prompt_tokens + answer)
-        scores = np.asarray(llm.scores[: len(prompt_tokens) + len(answer)])
-    finally:
-        llm.close()
-    theirs = [float(log_softmax(scores[len(prompt_tokens) - 1 + i])[tok]) for i, tok in enumerate(answer)]
+    theirs = high_level_logprobs(model_path, prompt_tokens, answer)
     ours = [t.logp_plant for t in tr.tokens]
     assert np.abs(np.array(ours) - np.array(theirs)).max() <= 1e-3
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import one_sentence
+from helpers import high_level_logprobs, one_sentence
 
 from lantern_studio.core import fastcopy
 from lantern_studio.core.errors import Cancelled, ModelError
@@ -186,19 +186,8 @@ def test_q4_0_score_text_matches_the_live_run(fast_engine, long_reference):
 
 @pytest.mark.model
 def test_q4_0_plant_logprobs_match_llama_cpp_high_level_api(fast_engine, q4_0_copy):
-    from llama_cpp import GGML_TYPE_F16, GGML_TYPE_Q8_0, Llama
-
-    from lantern_studio.core.scoring import log_softmax
-
     tr = run(fast_engine, None, mode="none")
     prompt_tokens = fast_engine.conversation("", "Give me three tips for sleeping better.")
     answer = [t.token_id for t in tr.tokens]
-    llm = Llama(model_path=str(q4_0_copy), logits_all=True, n_ctx=512, n_batch=32, flash_attn=True,
-                type_k=GGML_TYPE_Q8_0, type_v=GGML_TYPE_F16, verbose=False)
-    try:
-        llm.eval(prompt_tokens + answer)
-        scores = np.asarray(llm.scores[: len(prompt_tokens) + len(answer)])
-    finally:
-        llm.close()
-    theirs = [float(log_softmax(scores[len(prompt_tokens) - 1 + i])[tok]) for i, tok in enumerate(answer)]
+    theirs = high_level_logprobs(q4_0_copy, prompt_tokens, answer)
     assert np.abs(np.array([t.logp_plant for t in tr.tokens]) - np.array(theirs)).max() <= 1e-4
