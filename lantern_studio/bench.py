@@ -116,6 +116,7 @@ def run_bench(engine: Engine, reference: Reference | None, tokens: int = 128, re
                 decode_ratio[name].append((base_decode / n) / (stats["decode_s"] / int(stats["emitted"])))
     out = {"model": engine.model_name, **_model_file(engine), "tokens": n, "repeats": repeats,
            "threads": getattr(engine.backend, "n_threads", None),
+           "contexts": getattr(engine.backend, "n_contexts", 1),
            # The sidecar attends over its whole prompt, so the ratios fall as the reference grows.
            "sidecar_prompt_tokens": sidecar_prompt,
            "default_prompt": default_prompt,

@@ -99,6 +99,42 @@ def test_one_batch_for_two_sequences_gives_the_logits_of_two(engine, long_refere
     assert np.array_equal(together[1], alone_sidecar)
 
 
+@pytest.mark.parametrize("mode", ["guide", "blip", "observe"])
+def test_the_sidecar_in_its_own_context_changes_no_token_and_no_score(model_path, conflict_reference, mode):
+    from lantern_studio.core.engine import Engine
+    from lantern_studio.core.settings import EngineSettings
+
+    loop = {} if mode == "guide" else {"mode": mode}  # guide: the defaults, both rows at every token
+    runs = {}
+    for own in (False, True):
+        with Engine.load(model_path, EngineSettings(n_threads=2, sidecar_context=own)) as eng:
+            assert eng.backend.n_contexts == (2 if own else 1)
+            runs[own] = Transcript().extend(eng.run(PROMPT, conflict_reference, LoopSettings().updated(**loop), GREEDY))
+    one, two = runs[False], runs[True]
+    assert two.done is not None and len(two.tokens) > 5
+    assert [t.token_id for t in one.tokens] == [t.token_id for t in two.tokens]
+    assert [(t.logp_plant, t.logp_ref) for t in one.tokens] == [(t.logp_plant, t.logp_ref) for t in two.tokens]
+    assert [e.text for e in one.blips] == [e.text for e in two.blips]
+
+
+def test_copies_from_the_sidecars_own_context_score_as_copies_within_one(model_path, conflict_reference):
+    """Attribution and the scored blip choice copy the sidecar into scratch sequences; from
+    its own context that is a copy of its cells, which must score exactly as shared cells do."""
+    from lantern_studio.core.attribution import attribute
+    from lantern_studio.core.engine import Engine
+    from lantern_studio.core.settings import EngineSettings
+
+    out = {}
+    for own in (False, True):
+        with Engine.load(model_path, EngineSettings(n_threads=2, sidecar_context=own)) as eng:
+            att = attribute(eng, conflict_reference, "What is the capital of France?", "Arr, the capital be Paris.")
+            scored = Transcript().extend(eng.run(PROMPT, conflict_reference, LoopSettings(
+                mode="blip", blip_choice="scored", max_blips=1, focus=0), GREEDY))
+            out[own] = (att.items, scored.answer, [e.text for e in scored.blips])
+    assert out[False] == out[True]
+    assert out[True][0] and out[True][2]
+
+
 def test_plant_logprobs_match_llama_cpp_high_level_api(engine, model_path):
     tr = run(engine, None, mode="none")
     prompt_tokens = engine.conversation("", PROMPT)

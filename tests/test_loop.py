@@ -132,3 +132,29 @@ def test_guide_falls_back_to_the_sidecar_alone_when_no_rule_bears_on_the_questio
     # The whole reference (focus 0) is never second-guessed.
     whole = run(engine, conflict_reference, off_topic, gamma=1.5, **{**fixed, "focus": 0})
     assert all(t.control == 1.5 for t in whole.tokens)
+
+
+def test_guide_lets_the_plant_answer_alone_when_the_reference_does_not_raise_the_question(engine):
+    """A word shared with a rule ("adult" in a dosing rule) is not enough: when the focused
+    reference barely raises the likelihood of the question itself, guidance does not push
+    the answer towards the rules, and the plant answers alone (γ = 0), watched by the
+    sidecar. The run says which side drove and why."""
+    from pathlib import Path
+
+    from lantern_studio.core.reference import load_reference
+
+    ref = load_reference(Path(__file__).resolve().parents[1] / "references" / "otc-analgesics.md")
+    off_topic = "Which is bigger, a child or an adult?"
+    gated = run(engine, ref, off_topic, sampling=SamplingSettings(max_tokens=24))
+    stats = gated.done.stats
+    assert stats["drive"] == "plant" and stats["question_gain"] < LoopSettings().relevance
+    assert gated.tokens and all(t.control == 0.0 for t in gated.tokens)
+    assert all(t.logp_ref is not None for t in gated.tokens)  # still scored
+    plain = run(engine, ref, off_topic, sampling=SamplingSettings(max_tokens=24), mode="none")
+    assert gated.answer and plain.answer.startswith(gated.answer)  # the guards may trim its end
+    ungated = run(engine, ref, off_topic, sampling=SamplingSettings(max_tokens=24), relevance=0.0)
+    assert ungated.done.stats["drive"] == "both" and all(t.control == 1.5 for t in ungated.tokens)
+    on_topic = run(engine, ref, "What is the most paracetamol an adult can take in one day?",
+                   sampling=SamplingSettings(max_tokens=24))
+    assert on_topic.done.stats["drive"] == "both"
+    assert on_topic.done.stats["question_gain"] >= LoopSettings().relevance

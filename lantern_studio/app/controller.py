@@ -21,6 +21,7 @@ from lantern_studio.core.errors import LanternError
 from lantern_studio.core.events import Done, Failed
 from lantern_studio.core.history import HistoryStore
 from lantern_studio.core.reference import Reference
+from lantern_studio.core.run_job import RunStats
 from lantern_studio.core.settings import LoopSettings, SamplingSettings
 from lantern_studio.core.trace import make_header, read_trace, write_trace
 
@@ -192,6 +193,8 @@ class StudioController(QObject):
                                 if k in stats})
         mean = stats.get("mean_error")
         extra = f", mean error {mean:+.2f}" if isinstance(mean, (int, float)) else ""
+        note = RunStats.from_dict(stats).drive_note()
+        extra += f"; {note}" if note else ""
         self.message.emit(f"Done: {stats.get('stop_reason', '')}{extra}.", 10000)
 
     def _on_model_loaded(self, _name: str) -> None:

@@ -32,7 +32,8 @@ def bench_command(args: argparse.Namespace) -> int:
         print_json(result)
         return 0
     fmt = f" ({result['weight_type']})" if result.get("weight_type") else ""
-    print(f"model {result['model']}{fmt}, {result['tokens']} tokens, {result['threads']} threads, "
+    where = ", the sidecar in its own context" if result.get("contexts") == 2 else ""
+    print(f"model {result['model']}{fmt}, {result['tokens']} tokens, {result['threads']} threads{where}, "
           f"sidecar prompt {result['sidecar_prompt_tokens']} tokens, {result['repeats']} rounds")
     print(f"plain greedy     {result['plain_tok_s']:8.1f} tok/s")
     if result.get("default_prompt"):

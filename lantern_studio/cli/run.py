@@ -99,6 +99,9 @@ def summary_line(stats: RunStats) -> str:
         parts.append(f"{stats.rewound} tokens rewound")
     if stats.mean_error is not None:
         parts.append(f"{stats.drift_tokens} drifting tokens (mean error {stats.mean_error:+.2f})")
+    note = stats.drive_note()
+    if note:
+        parts.append(note)
     return "lantern: " + ", ".join(parts) + "."
 
 

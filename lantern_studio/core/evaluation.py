@@ -47,6 +47,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # the default without one of its parts
     "default-whole-reference": {"focus": 0},
     "default-no-guards": dict(_UNGUARDED),
+    "default-no-relevance-gate": {"relevance": 0.0},
     # fixed-γ guidance without Lantern's additions (context-aware decoding, CFG)
     "guide-1.5": {"mode": "guide", "gamma": 1.5, **_CFG},
     "guide-2": {"mode": "guide", "gamma": 2.0, **_CFG},
@@ -57,7 +58,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "blip-system-turn": {"mode": "blip", "blip_style": "system-turn"},
 }
 DEFAULT_VARIANTS = ("default", "none", "prompt", "default-whole-reference", "default-no-guards",
-                    "guide-1.5", "guide-2", "guide-3", "default-gamma-1", "blip", "blip-system-turn")
+                    "default-no-relevance-gate", "guide-1.5", "guide-2", "guide-3", "default-gamma-1", "blip", "blip-system-turn")
 
 
 def parse_variant(spec: str) -> tuple[str, dict[str, Any]]:

@@ -131,6 +131,12 @@ class Generation:
         t0 = time.perf_counter()
         self.e.clear_scratch()
         self.e.check_fits(self.plant_prompt, self.sidecar_prompt)
+        gain = None
+        if getattr(self.policy, "wants_question_gain", False):
+            gain = self.question_gain()
+            self.policy.question_gain(gain)
+            self.chunk = self.policy.chunk
+            self.driver, self.scorer = (SIDECAR, PLANT) if self.policy.sidecar_drives else (PLANT, SIDECAR)
         feeds = [self.e.prefill(PLANT, self.plant_prompt)]
         if self.uses_sidecar:
             feeds.append(self.e.prefill(SIDECAR, self.sidecar_prompt))
@@ -192,8 +198,33 @@ class Generation:
             sidecar_prompt_tokens=len(self.sidecar_prompt), elapsed_s=time.perf_counter() - t0,
             generation_s=elapsed, decode_s=getattr(self.b, "decode_seconds", 0.0) - decode_gen,
             tokens_per_s=self.n_emitted / elapsed if elapsed > 0 else 0.0,
-            context_used=self.b.length(PLANT) + self.b.length(SIDECAR), context_size=self.b.n_ctx)
+            context_used=self.b.length(PLANT) + self.b.length(SIDECAR), context_size=self.b.n_ctx,
+            drive=getattr(self.policy, "drive", ""), question_gain=gain)
         yield Done(stats.to_dict(self.errors))
+
+    def question_gain(self) -> float:
+        """How many nats more likely the question is after the sidecar's reading of the
+        reference than after the plant's bare prompt: the log-likelihood of the tokens the two
+        prompts share at their end (the user's turn), summed. Both prompts are fed up to their
+        last token, so the prefill that follows costs one token each."""
+        side, plant = self.sidecar_prompt, self.plant_prompt
+        shared = 0
+        while shared < min(len(side), len(plant)) - 1 and side[-1 - shared] == plant[-1 - shared]:
+            shared += 1
+        n = shared - 1  # the first shared token has no context in common to be scored from
+        if n <= 0:
+            return 0.0
+        feeds = []
+        for seq, toks in ((SIDECAR, side), (PLANT, plant)):
+            cached = self.b.tokens(seq)
+            keep = 0
+            limit = min(len(cached), len(toks) - n - 1)
+            while keep < limit and cached[keep] == toks[keep]:
+                keep += 1
+            self.b.truncate(seq, keep)
+            feeds.append(Feed(seq, toks[keep:-1], len(toks) - n - 1 - keep, targets=toks[len(toks) - n:]))
+        got = self.b.forward(feeds)
+        return float(np.sum(got[0], dtype=np.float64) - np.sum(got[1], dtype=np.float64))
 
     # -- choosing -------------------------------------------------------------------------
     def banned_ids(self) -> list[int]:

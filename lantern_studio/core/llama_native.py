@@ -291,6 +291,14 @@ class LlamaContext:
         self.n_ctx = int(C.llama_n_ctx(handle))
         self.n_batch = n_batch
         self.n_vocab = model.n_vocab
+        self.n_threads = n_threads
+
+    def set_threads(self, n: int) -> None:
+        """Decode on ``n`` threads from now on (the matrix rows are split across threads, each
+        row summed the same way: the logits do not change)."""
+        if n != self.n_threads:
+            C.llama_set_n_threads(self._handle, n, n)
+            self.n_threads = n
 
     def close(self) -> None:
         if getattr(self, "_handle", None) is not None:

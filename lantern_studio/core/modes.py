@@ -188,8 +188,10 @@ class GuidePolicy(Policy):
         # to score, so it runs in chunks (observe's speed) and the sidecar drives.
         self.sidecar_drives = (loop.gamma == 1.0 and not loop.adaptive_guide and loop.plausibility == 0
                                and not loop.guide_rewind)
+        self.plant_drives = False  # the reference does not bear on the question: γ = 0
         extrapolates = (loop.gamma_max if loop.adaptive_guide else loop.gamma) > 1.0
-        if extrapolates and run.reference is not None and loop.focus > 0:
+        self.gated = extrapolates and run.reference is not None and loop.focus > 0
+        if self.gated:
             # No rule bears on the question: the reference has nothing to extrapolate towards
             # but its persona, and pushing past γ = 1 only recites that (measured on tune's
             # irrelevant probes). The sidecar still reads the intent and style, and drives.
@@ -199,9 +201,32 @@ class GuidePolicy(Policy):
         self.controller = Controller(loop)
         self.boost = False
 
+    @property
+    def wants_question_gain(self) -> bool:
+        return self.gated and self.loop.relevance > 0
+
+    def question_gain(self, gain: float) -> None:
+        """A word shared with a rule is weak evidence: "How many months are there in a year?"
+        shares one with a budgeting rule, and guidance then answers "Three months." Where the
+        reference (as the sidecar reads it) barely raises the likelihood of the question
+        itself, it is not about the question, and the plant answers as it would alone. The
+        threshold sits in the gap the tune split shows: every probe a rule bears on gains at
+        least 9.2 nats, and 5 of the 10 irrelevant probes that share a word with a rule gain
+        less than 6.7."""
+        if gain < self.loop.relevance:
+            self.plant_drives, self.sidecar_drives = True, False
+            self.chunk = self.loop.chunk
+
+    @property
+    def drive(self) -> str:
+        return "plant" if self.plant_drives else "sidecar" if self.sidecar_drives else "both"
+
     def choose(self) -> tuple[int, float | None]:
         run = self.run
         banned = run.banned_ids()
+        if self.plant_drives:
+            assert run.next_row is not None
+            return run.sampler.pick(run.guarded(run.next_row, banned)), 0.0
         if self.sidecar_drives:
             assert run.next_row is not None
             ref = run.next_row

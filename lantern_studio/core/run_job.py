@@ -34,6 +34,10 @@ class RunStats:
     mean_error: float | None = None
     max_error: float | None = None
     drift_tokens: int = 0
+    # guide mode: who picked the tokens ("both", "sidecar", "plant") and why (the question's
+    # gain in log-likelihood from the focused reference, in nats)
+    drive: str = ""
+    question_gain: float | None = None
 
     def to_dict(self, errors: Sequence[float] = ()) -> dict[str, Any]:
         """The stats as ``Done.stats``; with ``errors``, their mean, maximum and drift count."""
@@ -44,7 +48,20 @@ class RunStats:
         else:
             for key in ("mean_error", "max_error", "drift_tokens"):
                 out.pop(key)
+        if not self.drive:
+            out.pop("drive")
+        if self.question_gain is None:
+            out.pop("question_gain")
         return out
+
+    def drive_note(self) -> str | None:
+        """Why guidance did not mix the two models, in a few words (None when it did)."""
+        if self.drive == "plant":
+            gain = f" ({self.question_gain:+.1f} nats)" if self.question_gain is not None else ""
+            return f"the reference does not bear on the question{gain}: the model answered alone"
+        if self.drive == "sidecar":
+            return "no rule bears on the question: guided by the reference's intent and style only"
+        return None
 
     @classmethod
     def from_dict(cls, stats: dict[str, Any] | None) -> "RunStats":

@@ -75,6 +75,10 @@ class LoopSettings:
     # The model reads the title, Intent, Style and only the ``focus`` rules most relevant to
     # the question (0: the whole reference).
     focus: int = 2
+    # Guide mode: when the focused reference makes the question less than this many nats more
+    # likely (summed over its tokens) than no reference does, it does not bear on the
+    # question and the plant answers alone, watched by the sidecar (0: never).
+    relevance: float = 8.0
     # Guarded modes: nats added to the end of the turn after a finished sentence (0: off).
     end_bias: float = 0.0
     # Blip mode: before the first token, remind the plant of the ``focus`` rules most relevant
@@ -99,6 +103,7 @@ class LoopSettings:
         _check_int_range("repeat_guard", self.repeat_guard, 0, 1000)
         _check_int_range("focus", self.focus, 0, 1000)
         _check_range("end_bias", self.end_bias, 0.0, 20.0)
+        _check_range("relevance", self.relevance, 0.0, 1000.0)
         if not isinstance(self.rewind, str) or not REWIND_RE.match(self.rewind):
             raise SettingsError(f"Loop setting 'rewind' must be none, sentence or tokens:N, not {self.rewind!r}.")
         if self.blip_style not in BLIP_STYLES:
@@ -174,12 +179,16 @@ class EngineSettings:
     # batches barely speed up prompt processing here, and cancelling waits for one batch.
     n_batch: int = 32
     extra_sequences: int = 6  # for attribution batches
+    # The sidecar in its own context, decoded beside the plant on half the threads (2+ threads).
+    sidecar_context: bool = True
 
     def __post_init__(self) -> None:
         _check_int_range("n_ctx", self.n_ctx, 256, 1 << 20)
         _check_int_range("n_threads", self.n_threads, 0, 1024)
         _check_int_range("n_batch", self.n_batch, 1, 256)
         _check_int_range("extra_sequences", self.extra_sequences, 0, 62)
+        if not isinstance(self.sidecar_context, bool):
+            raise SettingsError(f"Setting 'sidecar_context' must be true or false, not {self.sidecar_context!r}.")
 
 
 def parse_value(raw: str) -> Any:
