@@ -38,8 +38,25 @@ TIPS = {
     "guide_rewind": "Guide mode: when the drift passes the threshold, take the sentence back and write it "
                     "again, steered twice as hard.",
     "chunk": "Words the reference side scores at once (larger: faster, the colours lag a little more).",
+    "plausibility": "Guide mode: only words the model alone finds at least this plausible (share of its "
+                    "best word's probability; 0: no cut).",
+    "plausibility_ref": "Guide mode: only words the reference side finds at least this plausible (0: no cut).",
+    "copy_guard": "At most this many words of the reference in a row in the answer (0: off).",
+    "repeat_guard": "No word that would repeat a run of this many tokens of the answer; the answer ends at its "
+                    "last finished sentence instead (0: off).",
+    "form_guard": "No Markdown heading, speaker label from the examples, or run of blank lines in the answer.",
+    "focus": "The model reads the title, intent, style and only this many rules, the ones most relevant to "
+             "the question (0: the whole reference).",
+    "relevance": "Guide mode: when the reference makes the question less than this many nats more likely, "
+                 "it is not about the question and the model answers alone (0: always guide).",
+    "end_bias": "Nats added to ending the answer after a finished sentence (0: off).",
+    "start_blip": "Blip mode: remind the model of the most relevant rules before its first word.",
+    "rule_rewind": "Prompt and guide modes: take back what a Never rule's pattern matched and write it again.",
 }
-INT_RANGES = {"window": (1, 4096), "cooldown": (0, 100000), "max_blips": (0, 1000), "chunk": (1, 512)}
+INT_RANGES = {"window": (1, 4096), "cooldown": (0, 100000), "max_blips": (0, 1000), "chunk": (1, 512),
+              "copy_guard": (0, 1000), "repeat_guard": (0, 1000), "focus": (0, 1000)}
+FLOAT_RANGES = {"threshold": (0.0, 100.0), "plausibility": (0.0, 1.0), "plausibility_ref": (0.0, 1.0),
+                "end_bias": (0.0, 20.0), "relevance": (0.0, 1000.0)}
 
 
 class LoopPanel(QWidget):
@@ -93,7 +110,7 @@ class LoopPanel(QWidget):
             w.toggled.connect(lambda v, n=name: self.model.update(n, bool(v)))
         elif isinstance(value, float):
             w = QDoubleSpinBox()
-            w.setRange(0.0 if name == "threshold" else -100.0, 100.0)
+            w.setRange(*FLOAT_RANGES.get(name, (-100.0, 100.0)))
             w.setDecimals(DECIMALS)
             w.setSingleStep(0.1)
             w.valueChanged.connect(lambda v, n=name: self._on_float(n, float(v)))

@@ -220,3 +220,28 @@ def test_a_headless_window_leaves_the_saved_layout_alone(make_window, tmp_path):
     window.close()
     settings = QSettings(str(tmp_path / "studio.ini"), QSettings.Format.IniFormat)
     assert settings.value("window/geometry") is None and settings.value("window/state") is None
+
+
+def test_every_loop_setting_has_an_explained_editor_within_its_valid_range(qtbot):
+    """The loop panel shows every LoopSettings field; each says what it does, and a number
+    box never offers a value the settings would refuse."""
+    from dataclasses import fields
+
+    from PySide6.QtWidgets import QDoubleSpinBox, QSpinBox
+
+    from lantern_studio.app.loop_panel import LoopPanel
+    from lantern_studio.core.errors import SettingsError
+    from lantern_studio.core.settings import LoopSettings
+
+    panel = LoopPanel()
+    qtbot.addWidget(panel)
+    for f in fields(LoopSettings):
+        w = panel._widgets[f.name]
+        assert w.toolTip(), f"{f.name} has no tooltip"
+        if isinstance(w, (QSpinBox, QDoubleSpinBox)):
+            for bound in (w.minimum(), w.maximum()):
+                value = int(bound) if isinstance(w, QSpinBox) else float(bound)
+                try:
+                    LoopSettings().updated(**{f.name: value})
+                except SettingsError as exc:
+                    pytest.fail(f"{f.name}'s editor offers {value}: {exc}")
