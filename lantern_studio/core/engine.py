@@ -268,14 +268,20 @@ class Engine:
     def prefill(self, seq: int, tokens: Sequence[int]) -> Feed:
         """A feed that brings ``seq`` to ``tokens``, reusing the cached common prefix; the last
         token is always fed so that its logits (the next-token distribution) come back."""
+        common = self.keep_cached(seq, tokens, len(tokens) - 1)
+        rest = list(tokens[common:])
+        return Feed(seq, rest, len(rest) - 1)
+
+    def keep_cached(self, seq: int, tokens: Sequence[int], at_most: int) -> int:
+        """Truncate ``seq`` to the prefix it shares with ``tokens`` (at most ``at_most``
+        tokens, so that the rest is fed again and its logits come back); returns its length."""
         cached = self.backend.tokens(seq)
         common = 0
-        limit = min(len(cached), len(tokens) - 1)
+        limit = min(len(cached), at_most)
         while common < limit and cached[common] == tokens[common]:
             common += 1
         self.backend.truncate(seq, common)
-        rest = list(tokens[common:])
-        return Feed(seq, rest, len(rest) - 1)
+        return common
 
     def clear_scratch(self) -> None:
         for seq in range(FIRST_SCRATCH, self.backend.n_seq):

@@ -132,7 +132,7 @@ class Generation:
         self.e.clear_scratch()
         self.e.check_fits(self.plant_prompt, self.sidecar_prompt)
         gain = None
-        if getattr(self.policy, "wants_question_gain", False):
+        if self.policy.wants_question_gain:
             gain = self.question_gain()
             self.policy.question_gain(gain)
             self.chunk = self.policy.chunk
@@ -199,7 +199,7 @@ class Generation:
             generation_s=elapsed, decode_s=getattr(self.b, "decode_seconds", 0.0) - decode_gen,
             tokens_per_s=self.n_emitted / elapsed if elapsed > 0 else 0.0,
             context_used=self.b.length(PLANT) + self.b.length(SIDECAR), context_size=self.b.n_ctx,
-            drive=getattr(self.policy, "drive", ""), question_gain=gain)
+            drive=self.policy.drive, question_gain=gain)
         yield Done(stats.to_dict(self.errors))
 
     def question_gain(self) -> float:
@@ -216,12 +216,7 @@ class Generation:
             return 0.0
         feeds = []
         for seq, toks in ((SIDECAR, side), (PLANT, plant)):
-            cached = self.b.tokens(seq)
-            keep = 0
-            limit = min(len(cached), len(toks) - n - 1)
-            while keep < limit and cached[keep] == toks[keep]:
-                keep += 1
-            self.b.truncate(seq, keep)
+            keep = self.e.keep_cached(seq, toks, len(toks) - n - 1)
             feeds.append(Feed(seq, toks[keep:-1], len(toks) - n - 1 - keep, targets=toks[len(toks) - n:]))
         got = self.b.forward(feeds)
         return float(np.sum(got[0], dtype=np.float64) - np.sum(got[1], dtype=np.float64))

@@ -29,6 +29,8 @@ class Policy:
 
     uses_sidecar = False
     sidecar_drives = False  # True when only the sidecar's distribution picks tokens
+    wants_question_gain = False  # guide: ask Generation.question_gain before the prefill
+    drive = ""  # guide: who picked the tokens ("both", "sidecar", "plant")
 
     def __init__(self, run: Generation) -> None:
         self.run = run
@@ -44,6 +46,10 @@ class Policy:
     def opening(self) -> list[BlipCandidate]:
         """Reminders the plant reads before its first token (blip mode only)."""
         return []
+
+    def question_gain(self, gain: float) -> None:
+        """What the focused reference adds to the question's likelihood, in nats (asked only
+        when ``wants_question_gain``)."""
 
     def on_scored(self, ev: TokenEvent) -> Decision | None:
         return None
