@@ -104,14 +104,19 @@ def test_the_sidecar_in_its_own_context_changes_no_token_and_no_score(model_path
     from lantern_studio.core.engine import Engine
     from lantern_studio.core.settings import EngineSettings
 
-    loop = {} if mode == "guide" else {"mode": mode}  # guide: the defaults, both rows at every token
+    # guide: the defaults on a question a rule bears on (both rows at every token, decoded at
+    # once), with the relevance gate off so that the plant never answers alone
+    loop = {"relevance": 0.0} if mode == "guide" else {"mode": mode}
+    prompt = "What should I see in Paris?" if mode == "guide" else PROMPT
     runs = {}
     for own in (False, True):
         with Engine.load(model_path, EngineSettings(n_threads=2, sidecar_context=own)) as eng:
             assert eng.backend.n_contexts == (2 if own else 1)
-            runs[own] = Transcript().extend(eng.run(PROMPT, conflict_reference, LoopSettings().updated(**loop), GREEDY))
+            runs[own] = Transcript().extend(eng.run(prompt, conflict_reference, LoopSettings().updated(**loop), GREEDY))
     one, two = runs[False], runs[True]
     assert two.done is not None and len(two.tokens) > 5
+    if mode == "guide":  # the path that decodes both contexts at once
+        assert two.done.stats["drive"] == "both"
     assert [t.token_id for t in one.tokens] == [t.token_id for t in two.tokens]
     assert [(t.logp_plant, t.logp_ref) for t in one.tokens] == [(t.logp_plant, t.logp_ref) for t in two.tokens]
     assert [e.text for e in one.blips] == [e.text for e in two.blips]
