@@ -50,6 +50,12 @@ def test_degenerate_answers():
     assert degenerate("The answer is no.\n\nThe answer is no.\n\nThe answer is no.").startswith("one sentence 3 times")
     assert degenerate("sorry sorry sorry sorry sorry sorry sorry sorry sorry sorry sorry sorry").startswith("a phrase")
     assert degenerate("Water weekly. Keep it warm. The answer is no. The answer is no.") is None  # twice is fine
+    # a word five times, or a phrase four times, back to back, wherever the run starts
+    assert degenerate("Oh no, no no no no no!") == "a phrase looping on itself: 'no'"
+    assert degenerate("No, no, no, no. Never prop a fire door open.") is None  # four is emphasis
+    assert degenerate("So take it easy: step one, step one, step one, step one.") == \
+        "a phrase looping on itself: 'step one'"
+    assert degenerate("Well step one step one step one, then step two.") is None
     assert degenerate("Paragraph one.\n\nParagraph two.") is None
 
 

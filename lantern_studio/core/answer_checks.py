@@ -93,19 +93,20 @@ def degenerate(answer: str) -> str | None:
     return None
 
 
-def _looping_phrase(seq: list[str], min_len: int = 1, max_len: int = 8) -> str | None:
-    """A phrase of 1–8 words repeated back to back so that the repeats cover at least 12
-    words and 4 copies (``the the the the …``, ``1 2 1 2 1 2 …``)."""
-    for size in range(min_len, max_len + 1):
-        need = max(4, -(-12 // size))
-        run = 1
-        for i in range(size, len(seq) - size + 1, size):
-            if seq[i:i + size] == seq[i - size:i]:
-                run += 1
-                if run >= need:
-                    return " ".join(seq[i:i + size])
-            else:
-                run = 1
+def _looping_phrase(seq: list[str], max_len: int = 8) -> str | None:
+    """A word said 5 times back to back (``no, no, no, no, no``), or a phrase of 2–8 words
+    said 4 times back to back (``1 2 1 2 1 2 1 2``), wherever the run starts."""
+    for size in range(1, max_len + 1):
+        need = 5 if size == 1 else 4
+        for start in range(size):
+            run = 1
+            for i in range(start + size, len(seq) - size + 1, size):
+                if seq[i:i + size] == seq[i - size:i]:
+                    run += 1
+                    if run >= need:
+                        return " ".join(seq[i:i + size])
+                else:
+                    run = 1
     return None
 
 
