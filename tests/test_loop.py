@@ -120,7 +120,8 @@ def test_guide_falls_back_to_the_sidecar_alone_when_no_rule_bears_on_the_questio
     none that bear on the question there is nothing to extrapolate towards, and the focused
     sidecar (title, intent, style) drives as at γ = 1. A question a rule does bear on is guided
     at the γ asked for."""
-    fixed = {"mode": "guide", "gamma_min": 0.0, "gamma_max": 0.0, "focus": 2}
+    # the relevance gate off: this is the fallback for questions focus finds no rule for
+    fixed = {"mode": "guide", "gamma_min": 0.0, "gamma_max": 0.0, "focus": 2, "relevance": 0.0}
     off_topic = "How many legs does a spider have?"
     pushed = run(engine, conflict_reference, off_topic, gamma=1.5, **fixed)
     at_one = run(engine, conflict_reference, off_topic, gamma=1.0, **fixed)
