@@ -237,18 +237,31 @@ def test_a_matching_trigger_adds_one_to_its_blips_relevance(tea):
 def test_focused_text_keeps_the_frame_and_only_the_k_most_relevant_rules(tea):
     assert focused_text(tea, STEEP, 0) == render_reference(tea)
     one = focused_text(tea, STEEP, 1)
-    assert "Steep green tea for two minutes at most." in one
-    for gone in ("boil", "sugar", "Bitter", "milk", "Warm the pot"):
-        assert gone not in one
-    for kept in ("# Tea", "Help people brew tea well.", "Short and friendly."):
-        assert kept in one
+    assert one == ("Tea.\n\nHelp people brew tea well. Answer in plain words.\n\nShort and friendly.\n\n"
+                   "Steep green tea for two minutes at most.")
     two = focused_text(tea, STEEP, 2)
-    assert "Never recommend sugar in green tea." in two and "boil" not in two
+    assert "Never recommend sugar in green tea." in two and "boil" not in two and "regex" not in two
 
 
-def test_focused_text_lists_a_chosen_expert_blip_as_a_reminder(tea):
+def test_focused_text_is_sentences_with_no_markdown_to_copy():
+    ref = parse_reference("""# Kettle care
+## Intent
+Help people look after a kettle,
+as a shop assistant would
+<!-- not for the model -->
+- **Descale** it monthly
+## Always
+- Descale a kettle with citric acid,
+  never bleach
+""")
+    assert focused_text(ref, "How do I descale a kettle?", 2) == (
+        "Kettle care.\n\nHelp people look after a kettle, as a shop assistant would. Descale it monthly.\n\n"
+        "Descale a kettle with citric acid, never bleach.")
+
+
+def test_focused_text_lists_a_chosen_expert_blip_among_the_rules(tea):
     text = focused_text(tea, "Can I add milk?", 2)
-    assert text.endswith("## Reminders\n- Add milk after the tea, never before.")
+    assert text.endswith("Add milk after the tea, never before.") and "#" not in text and "\n-" not in text
     # an irrelevant question keeps no rule at all, only the frame
     bare = focused_text(tea, "What is the capital of France?", 3)
-    assert "Always" not in bare and "Never" not in bare and "Reminders" not in bare
+    assert bare == "Tea.\n\nHelp people brew tea well. Answer in plain words.\n\nShort and friendly."

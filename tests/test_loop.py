@@ -20,8 +20,9 @@ def run(engine, reference, prompt=CAPITAL, sampling=SHORT, **loop):
 
 @pytest.mark.parametrize("prompt", [CAPITAL, "Give me three tips for sleeping better."])
 def test_guide_gamma_zero_is_the_plant_and_gamma_one_is_prompt_mode(engine, conflict_reference, prompt):
-    # The algebra holds for the bare mixture: no plausibility cut, no guards.
-    raw = {"plausibility": 0.0, "copy_guard": 0, "repeat_guard": 0, "form_guard": False, "rule_rewind": False}
+    # The algebra holds for the bare mixture: no plausibility cut, no guards, the whole reference.
+    raw = {"plausibility": 0.0, "copy_guard": 0, "repeat_guard": 0, "form_guard": False, "rule_rewind": False,
+           "focus": 0}
     none = run(engine, conflict_reference, prompt, mode="none")
     observe = run(engine, conflict_reference, prompt, mode="observe")
     prompted = run(engine, conflict_reference, prompt, mode="prompt", **raw)

@@ -218,10 +218,10 @@ class GuidePolicy(Policy):
         itself, it is not about the question, and the plant answers as it would alone. The
         gain does not separate the two kinds cleanly at this model size (a question built on
         an everyday word such as "grams" gains up to 17 nats), so the threshold is the one
-        that answers most tune probes well. On tune, guidance answered none of the six
-        questions a rule bears on that gain less than 12.4 nats well (the plant alone got
-        one), and it got two of the three irrelevant ones in that range wrong, which the
-        plant alone got right."""
+        that answers most tune probes well. On tune that is any threshold in (7.7, 10.7]
+        nats: lower, guidance answers "How many months are there in a year?" (7.7) wrongly,
+        which the plant alone answers right; higher, the plant takes "How do I renew my
+        passport?" (10.7) from guidance, which answered it right, and gets it wrong."""
         if gain < self.loop.relevance:
             self.plant_drives, self.sidecar_drives = True, False
             self.chunk = self.loop.chunk

@@ -77,9 +77,9 @@ class LoopSettings:
     focus: int = 2
     # Guide mode: when the focused reference makes the question less than this many nats more
     # likely (summed over its tokens) than no reference does, it does not bear on the
-    # question and the plant answers alone, watched by the sidecar (0: never). 12.5 is the
-    # middle of the range that does best on tune (every threshold in (11.8, 13.2] nats).
-    relevance: float = 12.5
+    # question and the plant answers alone, watched by the sidecar (0: never). 9 is about
+    # the middle of the range that does best on tune (every threshold in (7.7, 10.7] nats).
+    relevance: float = 9.0
     # Guarded modes: nats added to the end of the turn after a finished sentence (0: off).
     end_bias: float = 0.0
     # Blip mode: before the first token, remind the plant of the ``focus`` rules most relevant
