@@ -198,7 +198,9 @@ def test_the_context_filling_mid_run_ends_with_context_full_and_a_valid_answer(s
 
 def test_blip_mode_acts_on_drift_in_the_last_unscored_chunk_before_the_turn_ends(engine):
     no_detector = parse_reference(PIRATE.replace(" `regex: paris`", ""))
-    loop = LoopSettings(mode="blip", chunk=64, max_blips=1)  # no chunk is ever due: only the end scores
+    # no chunk is ever due, only the end scores; the sidecar reads the whole reference, whose
+    # rule against Paris no word of the question brings into focus
+    loop = LoopSettings(mode="blip", chunk=64, max_blips=1, focus=0)
     events = list(engine.run(CAPITAL, no_detector, loop, SHORT))
     tr = Transcript().extend(events)
     assert len(tr.blips) == 1

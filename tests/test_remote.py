@@ -380,7 +380,7 @@ def test_scores_outside_the_returned_top_k_are_marked_approx(llama_server, confl
     """With only the top 2 returned, many of the sidecar's scores are estimates; each token
     event says so exactly when the server did not return its log p."""
     with Engine(connect(llama_server.url, RemoteSettings(n_probs=2), slots=range(4, 6))) as eng:
-        tr = run(eng, conflict_reference, "observe")
+        tr = run(eng, conflict_reference, "observe", focus=0)  # the whole reference: the rule against Paris
         start = tr.done.stats["sidecar_prompt_tokens"] - 1
         returned = [eng.backend.in_top_k(SIDECAR, start + i, t.token_id) for i, t in enumerate(tr.tokens)]
         assert [t.approx for t in tr.tokens] == [r is False for r in returned]

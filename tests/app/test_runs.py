@@ -38,7 +38,8 @@ def test_run_streams_coloured_tokens(make_window, engine, paris_file, qtbot):
     window.open_reference(paris_file)
     batches = []
     window.session.eventsReady.connect(lambda job, batch: batches.append(len(batch)))
-    job = _run(window, qtbot, "observe")
+    # a question that brings the rule against naming the city into the model's focus
+    job = _run(window, qtbot, "observe", prompt="Name the city that is the capital of France.")
     assert isinstance(job.end, Done), job.end
     view = window.token_view
     tokens = view.transcript.tokens
